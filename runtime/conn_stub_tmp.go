@@ -1,3 +1,5 @@
+//go:build !lbclientwip
+
 package runtime
 
 import (

@@ -19,7 +19,10 @@ type ServiceRules struct {
 	// HealthCheckService, when not empty, turns on client-side health
 	// checking against this service name of grpc.health.v1.Health.
 	HealthCheckService string
-	// Defaults apply to every method that has no entry in Methods.
+	// Defaults apply to every method that has no entry in Methods. They
+	// cannot hedge: hedging is only for idempotent methods, named one by one
+	// (the generator expands hedging in the defaults of the annotations into
+	// the entries of the idempotent methods).
 	Defaults MethodRules
 	// Methods holds the rules of the methods that have their own, keyed by
 	// full method name ("/greeter.v1.Greeter/SayHello"). An entry is

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lbclient/lbclient/example/backend"
+	"github.com/lbclient/lbclient/example/loadgen"
+	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
+	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/runtime"
+)
+
+// Latencies of the backends: every call takes at least this long.
+const (
+	fastDelay = time.Millisecond
+	slowDelay = 10 * fastDelay
+)
+
+// fleet is a set of backends on loopback.
+type fleet []*backend.Backend
+
+func startFleet(n int, delay time.Duration) (fleet, error) {
+	f := make(fleet, 0, n)
+	for i := range n {
+		b, err := backend.Start(fmt.Sprintf("backend-%d", i+1), "127.0.0.1:0")
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
+		b.SetDelay(delay)
+		f = append(f, b)
+	}
+	return f, nil
+}
+
+func (f fleet) stop() {
+	for _, b := range f {
+		b.Stop()
+	}
+}
+
+func (f fleet) target() string {
+	addrs := make([]string, len(f))
+	for i, b := range f {
+		addrs[i] = b.Addr()
+	}
+	return "static:///" + strings.Join(addrs, ",")
+}
+
+// variant is one client configuration of a scenario.
+type variant struct {
+	name string
+	// opts configure the generated client. With rules false, the client
+	// is dialled without the annotations' rules (runtime.Dial with nil
+	// rules), to show what they are worth.
+	opts  []runtime.Option
+	rules bool
+	// key, when set, gives each call a hash key.
+	key func(i int) string
+}
+
+// noHedging turns SayHello's hedging off, keeping its other rules.
+var noHedging = runtime.WithMethodRules(greeterv1lbclient.GreeterSayHelloFullMethodName, runtime.MethodRules{
+	Timeout:      time.Second,
+	WaitForReady: true,
+})
+
+func (v variant) client(target string) (*greeterv1lbclient.GreeterClient, error) {
+	opts := append([]runtime.Option{runtime.WithInsecure()}, v.opts...)
+	if v.rules {
+		return greeterv1lbclient.NewGreeterClient(target, opts...)
+	}
+	conn, err := runtime.Dial(target, nil, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return greeterv1lbclient.NewGreeterClientFromConn(conn), nil
+}
+
+// result is one variant's run.
+type result struct {
+	variant
+	loadgen.Result
+	hedges uint64
+	calls  int
+}
+
+// drive runs a closed-loop load of SayHello calls through v's client.
+func drive(ctx context.Context, f fleet, v variant, cfg config, between func(int)) (result, error) {
+	c, err := v.client(f.target())
+	if err != nil {
+		return result{}, err
+	}
+	defer c.Close()
+	if err := c.Conn().WaitForReady(ctx); err != nil {
+		return result{}, err
+	}
+	load := loadgen.Load{Calls: cfg.calls, Workers: cfg.workers, MaxDuration: 2 * time.Minute, Between: between}
+	res, err := load.Run(ctx, func(ctx context.Context, i int) (string, error) {
+		if v.key != nil {
+			ctx = runtime.WithHashKey(ctx, v.key(i))
+		}
+		r, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "demo"})
+		return r.GetBackend(), err
+	})
+	return result{variant: v, Result: res, hedges: c.Conn().Stats().Hedging.Hedges, calls: cfg.calls}, err
+}
+
+func table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
+
+// spreadScenario: three healthy backends; where do calls go?
+func spreadScenario(ctx context.Context, w io.Writer, cfg config) error {
+	f, err := startFleet(3, fastDelay)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	fmt.Fprintf(w, "\n== Spread: 3 healthy backends (%v each) ==\n", fastDelay)
+	tw := table(w)
+	fmt.Fprintf(tw, "policy\t")
+	for _, b := range f {
+		fmt.Fprintf(tw, "%s\t", b.Name())
+	}
+	fmt.Fprintf(tw, "p50\tp99\terrors\t\n")
+	for _, p := range []runtime.Policy{runtime.PickFirst, runtime.RoundRobin, runtime.LeastRequest, runtime.PeakEWMA, runtime.ConsistentHash} {
+		v := variant{name: p.String(), opts: []runtime.Option{runtime.WithPolicy(p), noHedging}, rules: true}
+		if p == runtime.ConsistentHash {
+			v.key = func(i int) string { return fmt.Sprint("account-", i%100) }
+		}
+		r, err := drive(ctx, f, v, cfg, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t", v.name)
+		for _, b := range f {
+			fmt.Fprintf(tw, "%s\t", pct(r.Share(b.Name())))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t\n", ms(r.Percentile(50)), ms(r.Percentile(99)), r.Errors)
+	}
+	return tw.Flush()
+}
+
+// skewVariants are the clients compared with one slow backend.
+func skewVariants() []variant {
+	return []variant{
+		{name: "ROUND_ROBIN", opts: []runtime.Option{runtime.WithPolicy(runtime.RoundRobin), noHedging}, rules: true},
+		{name: "LEAST_REQUEST", opts: []runtime.Option{runtime.WithPolicy(runtime.LeastRequest), noHedging}, rules: true},
+		{name: "PEAK_EWMA", opts: []runtime.Option{runtime.WithPolicy(runtime.PeakEWMA), noHedging}, rules: true},
+		{name: "PEAK_EWMA + hedging p95", opts: []runtime.Option{runtime.WithPolicy(runtime.PeakEWMA)}, rules: true},
+	}
+}
+
+// skewScenario: four backends, one ten times slower.
+func skewScenario(ctx context.Context, w io.Writer, cfg config) error {
+	f, err := startFleet(4, fastDelay)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	slow := f[3]
+	slow.SetDelay(slowDelay)
+	fmt.Fprintf(w, "\n== One slow backend: 4 backends, %s takes %v, the others %v ==\n", slow.Name(), slowDelay, fastDelay)
+	tw := table(w)
+	fmt.Fprintf(tw, "policy\tp50\tp90\tp99\tp99.9\tto slow\textra calls\terrors\t\n")
+	for _, v := range skewVariants() {
+		r, err := drive(ctx, f, v, cfg, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", v.name,
+			ms(r.Percentile(50)), ms(r.Percentile(90)), ms(r.Percentile(99)), ms(r.Percentile(99.9)),
+			pct(r.Share(slow.Name())), pct(float64(r.hedges)/float64(r.calls)), r.Errors)
+	}
+	return tw.Flush()
+}
+
+// failoverScenario: one of four backends is killed a quarter of the way
+// through the load and restarted on the same port halfway through.
+func failoverScenario(ctx context.Context, w io.Writer, cfg config) error {
+	fmt.Fprintf(w, "\n== Failover: 4 backends, backend-2 killed at call %d, restarted at call %d ==\n", cfg.calls/4, cfg.calls/2)
+	tw := table(w)
+	fmt.Fprintf(tw, "client\tfailed calls\tto backend-2 after restart\tp99\t\n")
+	for _, v := range []variant{
+		{name: "annotations (retry, wait_for_ready, hedging)", rules: true},
+		{name: "no rules", rules: false},
+	} {
+		r, restarted, err := failoverRun(ctx, v, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", v.name, r.Errors, restarted, ms(r.Percentile(99)))
+	}
+	return tw.Flush()
+}
+
+// failoverRun drives one client through the failover and returns its
+// result and the calls the restarted backend answered.
+func failoverRun(ctx context.Context, v variant, cfg config) (result, int64, error) {
+	f, err := startFleet(4, fastDelay)
+	if err != nil {
+		return result{}, 0, err
+	}
+	defer func() { f.stop() }()
+	victim := f[1]
+	addr := victim.Addr()
+	events := make(chan func(), 2)
+	between := func(i int) {
+		switch i {
+		case cfg.calls / 4:
+			events <- victim.Stop
+		case cfg.calls / 2:
+			events <- func() {}
+		}
+	}
+	// The kill and the restart run beside the load, as in life.
+	done := make(chan struct{})
+	var restarted *backend.Backend
+	var restartErr error
+	go func() {
+		defer close(done)
+		(<-events)()
+		<-events
+		restarted, restartErr = backend.Start(victim.Name(), addr)
+		if restartErr == nil {
+			restarted.SetDelay(fastDelay)
+		}
+	}()
+	r, err := drive(ctx, f, v, cfg, between)
+	<-done
+	if restarted != nil {
+		f[1] = restarted
+	}
+	if err != nil {
+		return result{}, 0, err
+	}
+	if restartErr != nil {
+		return result{}, 0, restartErr
+	}
+	return r, restarted.Calls(), nil
+}
+
+// affinityScenario: keys stay on their backend, and adding a backend moves
+// few of them.
+func affinityScenario(ctx context.Context, w io.Writer, cfg config) error {
+	f, err := startFleet(5, fastDelay)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	const keys = 200
+	fmt.Fprintf(w, "\n== Key affinity: CONSISTENT_HASH on GreetAccount's hash_key, %d accounts ==\n", keys)
+	place := func(f fleet) (map[string]string, error) {
+		c, err := greeterv1lbclient.NewGreeterClient(f.target(), runtime.WithInsecure(), runtime.WithPolicy(runtime.ConsistentHash))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		where := map[string]string{}
+		for i := range keys {
+			id := fmt.Sprintf("acct-%d", i)
+			for range 3 { // the same account three times: it must not move
+				r, err := c.GreetAccount(ctx, &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: id}})
+				if err != nil {
+					return nil, err
+				}
+				if prev, ok := where[id]; ok && prev != r.GetBackend() {
+					return nil, fmt.Errorf("account %s moved from %s to %s between calls", id, prev, r.GetBackend())
+				}
+				where[id] = r.GetBackend()
+			}
+		}
+		return where, nil
+	}
+	before, err := place(f[:4])
+	if err != nil {
+		return err
+	}
+	after, err := place(f)
+	if err != nil {
+		return err
+	}
+	moved := 0
+	per := map[string]int{}
+	for id, b := range before {
+		per[b]++
+		if after[id] != b {
+			moved++
+		}
+	}
+	names := slices.Sorted(maps.Keys(per))
+	fmt.Fprintf(w, "accounts per backend (4 backends): ")
+	for _, n := range names {
+		fmt.Fprintf(w, "%s=%d ", n, per[n])
+	}
+	fmt.Fprintf(w, "\nevery account stayed on one backend over 3 calls; adding a 5th backend moved %d of %d accounts (%s; ideal 1/5 = 20%%)\n", moved, keys, pct(float64(moved)/keys))
+	return nil
+}

@@ -1,0 +1,291 @@
+//go:build lbclientwip
+
+package runtime
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+
+	// Client-side health checking (healthCheckConfig) and the policies that
+	// grpc-go does not register by default.
+	_ "google.golang.org/grpc/balancer/leastrequest"
+	_ "google.golang.org/grpc/balancer/weightedroundrobin"
+	_ "google.golang.org/grpc/health"
+
+	"github.com/lbclient/lbclient/runtime/hedge"
+	"github.com/lbclient/lbclient/runtime/internal/lbstats"
+	_ "github.com/lbclient/lbclient/runtime/resolver/static"
+)
+
+// Conn is a client connection dialled by Dial: a grpc.ClientConn with
+// lbclient's rules, balancer and interceptors. It implements
+// grpc.ClientConnInterface, so generated clients and protoc-gen-go-grpc's
+// stubs alike can call through it. It is safe for concurrent use.
+type Conn struct {
+	cc         *grpc.ClientConn
+	target     string
+	stats      *lbstats.Sink
+	unregister func()
+	hedger     *hedge.Interceptor // nil when no method hedges
+}
+
+// Dial returns a connection to target that applies rules (nil means none)
+// and opts; options win over rules. Like grpc.NewClient, on which it builds,
+// Dial does no I/O: the connection is made by the first call, or by
+// WaitForReady. An empty target means rules.DefaultTarget.
+func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
+	var o options
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, errors.New("lbclient: Dial: nil Option")
+		}
+		if err := opt.apply(&o); err != nil {
+			return nil, err
+		}
+	}
+	r := effectiveRules(rules, &o)
+	if target == "" {
+		target = r.DefaultTarget
+	}
+	if err := checkTarget(target, r.Service, o.resolvers); err != nil {
+		return nil, err
+	}
+	if err := validateRules(r); err != nil {
+		return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
+	}
+	logger := cmp.Or(o.logger, slog.Default())
+
+	statsID, sink, unregister := lbstats.Register()
+	sc, err := serviceConfig(r, statsID)
+	if err != nil {
+		unregister()
+		return nil, err
+	}
+	c := &Conn{target: target, stats: sink, unregister: unregister}
+
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(transportCredentials(&o)),
+		grpc.WithDefaultServiceConfig(sc),
+		grpc.WithResolvers(o.resolvers...),
+	}
+	// The rules are the service config. A resolver's own config (DNS TXT
+	// records) would replace them, so it is ignored — except for xDS, whose
+	// resolver's config is how the control plane routes.
+	if !strings.HasPrefix(target, "xds:") {
+		dialOpts = append(dialOpts, grpc.WithDisableServiceConfig())
+	}
+	for _, p := range o.perRPC {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(p))
+	}
+	unary := slices.Clone(o.unary)
+	if o.creds == nil && !o.insecure {
+		unary = append(unary, plaintextHintUnary)
+		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(plaintextHintStream))
+	}
+	if hedged := hedgedMethods(r); len(hedged) > 0 {
+		var hopts []hedge.Option
+		if o.hedgeBudget != nil {
+			hopts = append(hopts, hedge.WithBudget(*o.hedgeBudget))
+		}
+		h, err := hedge.New(hedged, hopts...)
+		if err != nil {
+			unregister()
+			return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
+		}
+		c.hedger = h
+		// A hedged call's timeout bounds the call, all attempts together;
+		// grpc's service config would give each attempt its own.
+		unary = append(unary, hedgedTimeouts(r, hedged), h.UnaryClientInterceptor())
+	}
+	if len(unary) > 0 {
+		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(unary...))
+	}
+	if len(o.stream) > 0 {
+		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(o.stream...))
+	}
+	dialOpts = append(dialOpts, o.dialOptions...)
+
+	cc, err := grpc.NewClient(target, dialOpts...)
+	if err != nil {
+		unregister()
+		return nil, fmt.Errorf("lbclient: dial %q: %w", target, err)
+	}
+	c.cc = cc
+	logger.Debug("lbclient: dialled", "target", target, "service", r.Service,
+		"policy", r.Policy.resolve().String(), "insecure", o.insecure, "serviceConfig", sc)
+	return c, nil
+}
+
+// effectiveRules applies the options to a copy of rules.
+func effectiveRules(rules *ServiceRules, o *options) *ServiceRules {
+	var r ServiceRules
+	if rules != nil {
+		r = *rules
+	}
+	r.Methods = maps.Clone(r.Methods)
+	if o.policy != PolicyUnspecified {
+		r.Policy = o.policy
+	}
+	if o.defaults != nil {
+		r.Defaults = *o.defaults
+	}
+	if o.healthCheck != nil {
+		r.HealthCheckService = *o.healthCheck
+	}
+	if len(o.methods) > 0 && r.Methods == nil {
+		r.Methods = make(map[string]MethodRules, len(o.methods))
+	}
+	maps.Copy(r.Methods, o.methods)
+	return &r
+}
+
+// checkTarget catches the target mistakes that grpc.NewClient would only
+// report at the first call, or never: an empty target and an unknown scheme
+// (grpc would hand "foo:///x" to DNS as a host name).
+func checkTarget(target, service string, extra []resolver.Builder) error {
+	if target == "" {
+		if service != "" {
+			return fmt.Errorf("lbclient: no target for %s: pass one, or annotate the service with (lbclient.v1.service).default_target", service)
+		}
+		return errors.New("lbclient: no target")
+	}
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme == "" || !strings.Contains(target, ":/") {
+		// Not a URL: grpc resolves it with DNS ("host:port"), as it does.
+		return nil
+	}
+	if resolver.Get(u.Scheme) != nil {
+		return nil
+	}
+	for _, b := range extra {
+		if b.Scheme() == u.Scheme {
+			return nil
+		}
+	}
+	return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)", target, u.Scheme)
+}
+
+// transportCredentials returns the credentials the options chose: TLS with
+// the system's roots unless told otherwise.
+func transportCredentials(o *options) credentials.TransportCredentials {
+	switch {
+	case o.insecure:
+		return insecure.NewCredentials()
+	case o.creds != nil:
+		return o.creds
+	default:
+		return credentials.NewTLS(nil)
+	}
+}
+
+// Invoke performs a unary call. It implements grpc.ClientConnInterface.
+func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return c.cc.Invoke(ctx, method, args, reply, opts...)
+}
+
+// NewStream begins a streaming call. It implements grpc.ClientConnInterface.
+func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.cc.NewStream(ctx, desc, method, opts...)
+}
+
+// Target returns the target the connection was dialled with.
+func (c *Conn) Target() string { return c.target }
+
+// ClientConn returns the underlying grpc.ClientConn, for APIs that need one
+// (grpc's reflection and channelz clients, for example).
+func (c *Conn) ClientConn() *grpc.ClientConn { return c.cc }
+
+// State returns the connection's connectivity state.
+func (c *Conn) State() connectivity.State { return c.cc.GetState() }
+
+// WaitForReady connects, if the connection is idle, and blocks until it is
+// READY or ctx ends. It is the blocking dial of old grpc.Dial, done on a
+// connection that exists: the error says what state the connection was
+// stuck in.
+func (c *Conn) WaitForReady(ctx context.Context) error {
+	for {
+		s := c.cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			c.cc.Connect()
+		case connectivity.Shutdown:
+			return fmt.Errorf("lbclient: %s: connection is closed", c.target)
+		}
+		if !c.cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("lbclient: %s: not ready (%s): %w", c.target, s, ctx.Err())
+		}
+	}
+}
+
+// EndpointStats is one endpoint's counters, as its balancer keeps them.
+type EndpointStats struct {
+	// Addr is the endpoint's address.
+	Addr string
+	// State is its connectivity state.
+	State connectivity.State
+	// InFlight is the number of calls under way.
+	InFlight int64
+	// Picks is the number of calls sent to it.
+	Picks uint64
+	// Failures is the number of calls that failed in a way that counts
+	// against the endpoint (UNAVAILABLE and the like).
+	Failures uint64
+	// Latency is the balancer's latency estimate; 0 before any sample, and
+	// for policies that keep none.
+	Latency time.Duration
+}
+
+// Endpoints returns a snapshot of the connection's endpoints, sorted by
+// address. It is empty until the balancer has heard from the resolver.
+func (c *Conn) Endpoints() []EndpointStats {
+	eps := c.stats.Endpoints()
+	out := make([]EndpointStats, len(eps))
+	for i, e := range eps {
+		out[i] = EndpointStats(e)
+	}
+	slices.SortFunc(out, func(a, b EndpointStats) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
+}
+
+// Stats are the connection's call-level counters.
+type Stats struct {
+	// Hedging counts the hedging interceptor's work; zero when no method
+	// hedges.
+	Hedging hedge.Stats
+}
+
+// Stats returns the connection's call-level counters.
+func (c *Conn) Stats() Stats {
+	var s Stats
+	if c.hedger != nil {
+		s.Hedging = c.hedger.Stats()
+	}
+	return s
+}
+
+// Close tears the connection down. Calls under way fail with CANCELED.
+func (c *Conn) Close() error {
+	err := c.cc.Close()
+	c.unregister()
+	return err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,317 @@
+//go:build lbclientwip
+
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/lbclient/lbclient/example/backend"
+	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
+	"github.com/lbclient/lbclient/runtime"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	service  = "greeter.v1.Greeter"
+	sayHello = "/greeter.v1.Greeter/SayHello"
+)
+
+// startBackends serves n Greeters on loopback, stopped when the test ends.
+func startBackends(t *testing.T, n int) []*backend.Backend {
+	t.Helper()
+	bs := make([]*backend.Backend, n)
+	for i := range bs {
+		b, err := backend.Start(fmt.Sprintf("b%d", i), "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Stop)
+		bs[i] = b
+	}
+	return bs
+}
+
+func staticTarget(bs []*backend.Backend) string {
+	addrs := make([]string, len(bs))
+	for i, b := range bs {
+		addrs[i] = b.Addr()
+	}
+	return "static:///" + strings.Join(addrs, ",")
+}
+
+// dial dials the backends in plaintext and closes the connection when the
+// test ends.
+func dial(t *testing.T, bs []*backend.Backend, rules *runtime.ServiceRules, opts ...runtime.Option) (*runtime.Conn, greeterv1.GreeterClient) {
+	t.Helper()
+	conn, err := runtime.Dial(staticTarget(bs), rules, append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, greeterv1.NewGreeterClient(conn)
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// spread makes n calls and counts them per backend name.
+func spread(t *testing.T, ctx context.Context, c greeterv1.GreeterClient, n int) map[string]int {
+	t.Helper()
+	per := map[string]int{}
+	for i := range n {
+		r, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: fmt.Sprint(i)}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		per[r.GetBackend()]++
+	}
+	return per
+}
+
+func TestEveryPolicyServesCalls(t *testing.T) {
+	bs := startBackends(t, 3)
+	for _, p := range []runtime.Policy{runtime.PickFirst, runtime.RoundRobin, runtime.LeastRequest, runtime.WeightedRoundRobin, runtime.PeakEWMA, runtime.ConsistentHash} {
+		t.Run(p.String(), func(t *testing.T) {
+			ctx := ctxFor(t)
+			conn, c := dial(t, bs, nil, runtime.WithPolicy(p))
+			per := spread(t, ctx, c, 60)
+			switch p {
+			case runtime.PickFirst:
+				if len(per) != 1 {
+					t.Errorf("pick_first spread calls over %v, want one backend", per)
+				}
+			case runtime.RoundRobin, runtime.WeightedRoundRobin:
+				for _, b := range bs {
+					if per[b.Name()] != 20 {
+						t.Errorf("calls per backend %v, want 20 each", per)
+						break
+					}
+				}
+			default:
+				if len(per) != 3 {
+					t.Errorf("calls per backend %v, want all three used", per)
+				}
+			}
+			eps := conn.Endpoints()
+			if len(eps) != 3 {
+				t.Fatalf("Endpoints() = %+v, want 3", eps)
+			}
+			var picks uint64
+			for _, e := range eps {
+				picks += e.Picks
+				if e.InFlight != 0 {
+					t.Errorf("endpoint %s: %d in flight after every call ended", e.Addr, e.InFlight)
+				}
+			}
+			if picks != 60 {
+				t.Errorf("Endpoints() counts %d picks, want 60: %+v", picks, eps)
+			}
+		})
+	}
+}
+
+func TestHashKeyKeepsAKeyOnOneBackend(t *testing.T) {
+	bs := startBackends(t, 3)
+	ctx := ctxFor(t)
+	_, c := dial(t, bs, nil, runtime.WithPolicy(runtime.ConsistentHash))
+	for _, key := range []string{"alice", "bob", "carol", "dave"} {
+		kctx := runtime.WithHashKey(ctx, key)
+		per := spread(t, kctx, c, 10)
+		if len(per) != 1 {
+			t.Errorf("key %q went to %v, want one backend", key, per)
+		}
+	}
+}
+
+func TestSecureByDefault(t *testing.T) {
+	bs := startBackends(t, 1)
+	conn, err := runtime.Dial(staticTarget(bs), nil) // no credentials option: TLS
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = greeterv1.NewGreeterClient(conn).SayHello(ctx, &greeterv1.HelloRequest{})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "runtime.WithInsecure()") {
+		t.Fatalf("TLS call to a plaintext server: %v; want UNAVAILABLE that points to WithInsecure", err)
+	}
+	if bs[0].Calls() != 0 {
+		t.Errorf("the plaintext server answered %d calls over TLS", bs[0].Calls())
+	}
+}
+
+func TestWaitForReady(t *testing.T) {
+	bs := startBackends(t, 2)
+	conn, _ := dial(t, bs, nil)
+	ctx := ctxFor(t)
+	if err := conn.WaitForReady(ctx); err != nil {
+		t.Fatalf("WaitForReady: %v", err)
+	}
+	if s := conn.State(); s != connectivity.Ready {
+		t.Errorf("State() = %v after WaitForReady, want READY", s)
+	}
+
+	// Nothing listens on a stopped backend's port.
+	dead := startBackends(t, 1)
+	dead[0].Stop()
+	conn2, _ := dial(t, dead, nil)
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := conn2.WaitForReady(short)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not ready") || !strings.Contains(err.Error(), dead[0].Addr()) {
+		t.Fatalf("WaitForReady on a dead backend: %v; want a deadline error naming the target and state", err)
+	}
+}
+
+func TestRetriesFromRules(t *testing.T) {
+	bs := startBackends(t, 1)
+	retry := &runtime.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, BackoffMultiplier: 2, RetryableCodes: []codes.Code{codes.Unavailable}}
+	ctx := ctxFor(t)
+
+	_, with := dial(t, bs, &runtime.ServiceRules{Service: service, Methods: map[string]runtime.MethodRules{sayHello: {Retry: retry}}})
+	bs[0].FailNext(2)
+	if _, err := with.SayHello(ctx, &greeterv1.HelloRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("two failures with three attempts allowed: %v", err)
+	}
+	if got := bs[0].Calls(); got != 3 {
+		t.Errorf("backend saw %d attempts, want 3", got)
+	}
+
+	_, without := dial(t, bs, &runtime.ServiceRules{Service: service})
+	bs[0].FailNext(1)
+	if _, err := without.SayHello(ctx, &greeterv1.HelloRequest{}, grpc.WaitForReady(true)); status.Code(err) != codes.Unavailable {
+		t.Fatalf("failure without retry rules: %v, want UNAVAILABLE", err)
+	}
+
+	// Options win: WithMethodRules takes the retry away again.
+	_, overridden := dial(t, bs, &runtime.ServiceRules{Service: service, Methods: map[string]runtime.MethodRules{sayHello: {Retry: retry}}},
+		runtime.WithMethodRules(sayHello, runtime.MethodRules{}))
+	bs[0].FailNext(1)
+	if _, err := overridden.SayHello(ctx, &greeterv1.HelloRequest{}, grpc.WaitForReady(true)); status.Code(err) != codes.Unavailable {
+		t.Fatalf("failure with retry overridden away: %v, want UNAVAILABLE", err)
+	}
+}
+
+func TestRetryThrottlingStopsRetries(t *testing.T) {
+	bs := startBackends(t, 1)
+	bs[0].SetFailing(true)
+	retry := &runtime.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, BackoffMultiplier: 1, RetryableCodes: []codes.Code{codes.Unavailable}}
+	_, c := dial(t, bs, &runtime.ServiceRules{
+		Service:         service,
+		Defaults:        runtime.MethodRules{Retry: retry},
+		RetryThrottling: &runtime.RetryThrottling{MaxTokens: 4, TokenRatio: 0.1},
+	})
+	ctx := ctxFor(t)
+	const calls = 20
+	for range calls {
+		if _, err := c.SayHello(ctx, &greeterv1.HelloRequest{}, grpc.WaitForReady(true)); status.Code(err) != codes.Unavailable {
+			t.Fatalf("call to a failing backend: %v, want UNAVAILABLE", err)
+		}
+	}
+	// Unthrottled, 20 calls of 5 attempts would be 100 attempts. The bucket
+	// of 4 tokens loses one per failure and allows retries only above 2, so
+	// only the first few failures are retried.
+	if got := bs[0].Calls(); got >= calls+5 {
+		t.Errorf("backend saw %d attempts for %d calls; throttling should have stopped retries early", got, calls)
+	}
+	if got := bs[0].Calls(); got <= calls {
+		t.Errorf("backend saw %d attempts for %d calls; the first failures should have been retried", got, calls)
+	}
+}
+
+func TestTimeoutFromRules(t *testing.T) {
+	bs := startBackends(t, 1)
+	bs[0].SetDelay(10 * time.Second)
+	_, c := dial(t, bs, &runtime.ServiceRules{Service: service, Defaults: runtime.MethodRules{Timeout: 50 * time.Millisecond, WaitForReady: true}})
+	_, err := c.SayHello(ctxFor(t), &greeterv1.HelloRequest{})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("call to a hanging backend with a 50ms timeout: %v, want DEADLINE_EXCEEDED", err)
+	}
+}
+
+func TestHealthCheckStopsCallsToNotServing(t *testing.T) {
+	bs := startBackends(t, 3)
+	for _, p := range []runtime.Policy{runtime.RoundRobin, runtime.PeakEWMA} {
+		t.Run(p.String(), func(t *testing.T) {
+			_, c := dial(t, bs, &runtime.ServiceRules{Service: service, HealthCheckService: service}, runtime.WithPolicy(p))
+			ctx := ctxFor(t)
+			spread(t, ctx, c, 30)
+			sick := bs[1]
+			sick.SetServing(false)
+			defer sick.SetServing(true)
+			// The health update reaches the client asynchronously: wait,
+			// bounded, for a run of calls that avoids the sick backend.
+			if !eventually(func() bool { return spread(t, ctx, c, 30)[sick.Name()] == 0 }) {
+				t.Fatalf("calls still reach %s after it reported NOT_SERVING", sick.Name())
+			}
+			sick.SetServing(true)
+			if !eventually(func() bool { return spread(t, ctx, c, 30)[sick.Name()] > 0 }) {
+				t.Fatalf("no call reaches %s after it reported SERVING again", sick.Name())
+			}
+		})
+	}
+}
+
+// eventually polls cond every 20ms for at most 10s.
+func eventually(cond func() bool) bool {
+	for range 500 {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+func TestDialErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		target string
+		rules  *runtime.ServiceRules
+		opts   []runtime.Option
+		want   string
+	}{
+		{"no target", "", &runtime.ServiceRules{Service: service}, nil,
+			"lbclient: no target for greeter.v1.Greeter: pass one, or annotate the service with (lbclient.v1.service).default_target"},
+		{"unknown scheme", "nope:///x:1", nil, nil,
+			`lbclient: target "nope:///x:1": no resolver for scheme "nope" (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)`},
+		{"two credentials", "static:///x:1", nil, []runtime.Option{runtime.WithInsecure(), runtime.WithTLS(nil)},
+			"lbclient: WithTLS conflicts with WithInsecure: choose one transport security option"},
+		{"nil option", "static:///x:1", nil, []runtime.Option{nil}, "lbclient: Dial: nil Option"},
+		{"bad method name", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("SayHello", runtime.MethodRules{})},
+			`lbclient: WithMethodRules: method name "SayHello" is not of the form "/package.Service/Method"`},
+		{"bad rules", "static:///x:1", &runtime.ServiceRules{Service: service, Defaults: runtime.MethodRules{Timeout: -1}}, nil,
+			"lbclient: rules of greeter.v1.Greeter: default rules: Timeout: -1ns is negative"},
+		{"bad option rules", "static:///x:1", &runtime.ServiceRules{Service: service}, []runtime.Option{runtime.WithMethodRules(sayHello, runtime.MethodRules{Retry: &runtime.RetryPolicy{MaxAttempts: 9, InitialBackoff: 1, MaxBackoff: 1, BackoffMultiplier: 1, RetryableCodes: []codes.Code{codes.Unavailable}}})},
+			"lbclient: rules of greeter.v1.Greeter: rules of /greeter.v1.Greeter/SayHello: Retry.MaxAttempts: 9 is outside [2, 5]"},
+		{"policy", "static:///x:1", nil, []runtime.Option{runtime.WithPolicy(runtime.Policy(99))}, "lbclient: WithPolicy: unknown policy Policy(99)"},
+		{"budget", "static:///x:1", nil, []runtime.Option{runtime.WithHedgingBudget(2)}, "lbclient: WithHedgingBudget: ratio 2 is outside [0, 1]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := runtime.Dial(tc.target, tc.rules, tc.opts...)
+			if err == nil {
+				conn.Close()
+				t.Fatalf("Dial succeeded, want error %q", tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Fatalf("Dial error:\n got %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,214 @@
+//go:build lbclientwip
+
+package runtime
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/resolver"
+)
+
+// An Option configures Dial. Options win over the rules passed to Dial:
+// each annotation of the .proto file has an option of the same meaning.
+type Option interface {
+	apply(*options) error
+}
+
+type optionFunc func(*options) error
+
+func (f optionFunc) apply(o *options) error { return f(o) }
+
+// options is what the Options set, before Dial combines it with the rules.
+type options struct {
+	policy      Policy
+	defaults    *MethodRules
+	methods     map[string]MethodRules
+	methodOrder []string // names passed to WithMethodRules, for error messages
+	healthCheck *string
+	creds       credentials.TransportCredentials
+	credsOption string // the option that set creds, for error messages
+	insecure    bool
+	perRPC      []credentials.PerRPCCredentials
+	unary       []grpc.UnaryClientInterceptor
+	stream      []grpc.StreamClientInterceptor
+	resolvers   []resolver.Builder
+	dialOptions []grpc.DialOption
+	logger      *slog.Logger
+	hedgeBudget *float64
+}
+
+// WithPolicy sets the load-balancing policy, overriding the annotation's.
+func WithPolicy(p Policy) Option {
+	return optionFunc(func(o *options) error {
+		if p < PolicyUnspecified || p > ConsistentHash {
+			return fmt.Errorf("lbclient: WithPolicy: unknown policy %v", p)
+		}
+		o.policy = p
+		return nil
+	})
+}
+
+// WithDefaultRules replaces the service defaults: the rules of every method
+// that has no rules of its own.
+func WithDefaultRules(rules MethodRules) Option {
+	return optionFunc(func(o *options) error {
+		o.defaults = &rules
+		return nil
+	})
+}
+
+// WithMethodRules replaces the rules of one method, named in full:
+// "/greeter.v1.Greeter/SayHello". The rules replace the annotation's and the
+// defaults whole, as a method entry of grpc's service config does.
+//
+// Hedging rules are only for idempotent unary methods: generated code
+// checks this against the .proto; for rules given here, it is the caller's
+// word.
+func WithMethodRules(fullMethod string, rules MethodRules) Option {
+	return optionFunc(func(o *options) error {
+		if _, _, err := splitFullMethod(fullMethod); err != nil {
+			return fmt.Errorf("lbclient: WithMethodRules: %w", err)
+		}
+		if o.methods == nil {
+			o.methods = make(map[string]MethodRules)
+		}
+		if _, ok := o.methods[fullMethod]; !ok {
+			o.methodOrder = append(o.methodOrder, fullMethod)
+		}
+		o.methods[fullMethod] = rules
+		return nil
+	})
+}
+
+// WithHealthCheck turns on gRPC client-side health checking: every backend's
+// grpc.health.v1.Health service is watched for serviceName, and backends
+// that are not SERVING get no calls. An empty name turns checking off.
+func WithHealthCheck(serviceName string) Option {
+	return optionFunc(func(o *options) error {
+		o.healthCheck = &serviceName
+		return nil
+	})
+}
+
+// WithInsecure dials without transport security: calls travel in
+// plaintext. Use it for loopback, tests and meshes that encrypt for you.
+func WithInsecure() Option {
+	return optionFunc(func(o *options) error {
+		o.insecure = true
+		return o.setCreds("WithInsecure", nil)
+	})
+}
+
+// WithTLS dials with TLS configured by cfg; nil means the system's roots and
+// default settings, which is also what Dial does with no credentials option.
+func WithTLS(cfg *tls.Config) Option {
+	return optionFunc(func(o *options) error {
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		return o.setCreds("WithTLS", credentials.NewTLS(cfg))
+	})
+}
+
+// WithTransportCredentials dials with creds (ALTS, mTLS from a file watcher,
+// xds credentials and the like).
+func WithTransportCredentials(creds credentials.TransportCredentials) Option {
+	return optionFunc(func(o *options) error {
+		if creds == nil {
+			return fmt.Errorf("lbclient: WithTransportCredentials: nil credentials")
+		}
+		return o.setCreds("WithTransportCredentials", creds)
+	})
+}
+
+// setCreds records the transport credentials of option name, refusing a
+// second, different choice: which one was meant is not for Dial to guess.
+func (o *options) setCreds(name string, creds credentials.TransportCredentials) error {
+	if o.credsOption != "" && o.credsOption != name {
+		return fmt.Errorf("lbclient: %s conflicts with %s: choose one transport security option", name, o.credsOption)
+	}
+	o.credsOption = name
+	o.creds = creds
+	return nil
+}
+
+// WithPerRPCCredentials attaches creds (tokens, API keys) to every call.
+func WithPerRPCCredentials(creds credentials.PerRPCCredentials) Option {
+	return optionFunc(func(o *options) error {
+		if creds == nil {
+			return fmt.Errorf("lbclient: WithPerRPCCredentials: nil credentials")
+		}
+		o.perRPC = append(o.perRPC, creds)
+		return nil
+	})
+}
+
+// WithUnaryInterceptors adds interceptors to unary calls. They run in the
+// order given, outside lbclient's own: they see each call once, not each
+// hedged attempt.
+func WithUnaryInterceptors(interceptors ...grpc.UnaryClientInterceptor) Option {
+	return optionFunc(func(o *options) error {
+		o.unary = append(o.unary, interceptors...)
+		return nil
+	})
+}
+
+// WithStreamInterceptors adds interceptors to streaming calls, in the order
+// given.
+func WithStreamInterceptors(interceptors ...grpc.StreamClientInterceptor) Option {
+	return optionFunc(func(o *options) error {
+		o.stream = append(o.stream, interceptors...)
+		return nil
+	})
+}
+
+// WithResolver makes the resolver b available to this connection only, for
+// targets of its scheme.
+func WithResolver(b resolver.Builder) Option {
+	return optionFunc(func(o *options) error {
+		if b == nil {
+			return fmt.Errorf("lbclient: WithResolver: nil resolver builder")
+		}
+		o.resolvers = append(o.resolvers, b)
+		return nil
+	})
+}
+
+// WithDialOptions passes options to grpc.NewClient as they are: the escape
+// hatch for what lbclient has no option for. They come after lbclient's own,
+// so they win where the two overlap.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return optionFunc(func(o *options) error {
+		o.dialOptions = append(o.dialOptions, opts...)
+		return nil
+	})
+}
+
+// WithLogger sets the logger for the connection's own messages (the service
+// config it dials with, plaintext warnings). The default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("lbclient: WithLogger: nil logger")
+		}
+		o.logger = l
+		return nil
+	})
+}
+
+// WithHedgingBudget bounds the extra load of hedging: hedges stay at or
+// below ratio of calls (0.1, the default, allows one hedge per ten calls).
+// When the budget is spent, calls go unhedged.
+func WithHedgingBudget(ratio float64) Option {
+	return optionFunc(func(o *options) error {
+		if !(ratio >= 0 && ratio <= 1) {
+			return fmt.Errorf("lbclient: WithHedgingBudget: ratio %v is outside [0, 1]", ratio)
+		}
+		o.hedgeBudget = &ratio
+		return nil
+	})
+}
