@@ -54,6 +54,22 @@ func (k *Sink) Set(s Source) {
 	k.src.Store(&sourceBox{s})
 }
 
+// Unset clears the Sink's source if it is still s. A balancer calls it on
+// Close: when grpc-go switches balancers, the new one may already have set
+// itself before the old one closes, and Unset leaves the newcomer in place.
+// s must be of a comparable type (a pointer, in practice).
+func (k *Sink) Unset(s Source) {
+	for {
+		b := k.src.Load()
+		if b == nil || b.Source != s {
+			return
+		}
+		if k.src.CompareAndSwap(b, nil) {
+			return
+		}
+	}
+}
+
 // Endpoints returns the source's snapshot, or nil when no balancer has set
 // itself as the source.
 func (k *Sink) Endpoints() []Endpoint {

@@ -1,0 +1,89 @@
+// Package consistenthash implements lbclient's CONSISTENT_HASH
+// load-balancing policy, registered with grpc-go as
+// "lbclient_consistent_hash".
+//
+// A call's key is the hash key on its context (callinfo.HashKey: generated
+// clients put the annotated request field there, hand-written calls use
+// runtime.WithHashKey). Keys map to endpoints through a ring of virtual
+// nodes placed by xxhash64, stable across processes and releases, so every
+// client of a fleet sends a key to the same backend and adding or removing
+// one of N endpoints moves about 1/N of the keys.
+//
+// Loads are bounded as in "Consistent Hashing with Bounded Loads"
+// (Mirrokni, Thorup, Zadimoghaddam, 2016): no endpoint takes more than
+// ceil(c × (in-flight + 1) / N) calls in flight, with c the balanceFactor;
+// a call whose endpoint is full walks the ring to the next endpoint with
+// room. Under light load a key always lands on its own endpoint; a hot key
+// spills to its ring successors instead of overloading one backend.
+//
+// Calls without a key are never refused: they go to the cheaper of two
+// random READY endpoints on peak-EWMA cost, as under PEAK_EWMA.
+//
+// The policy is a thin layer over grpc-go's endpointsharding with pickfirst
+// children. Import the package for its side effect and select it through
+// the service config:
+//
+//	{"loadBalancingConfig": [{"lbclient_consistent_hash": {}}]}
+//
+// The fields of the config are documented on LBConfig.
+package consistenthash
+
+import (
+	rand "math/rand/v2"
+	"slices"
+
+	"google.golang.org/grpc/balancer"
+
+	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
+)
+
+// Name is the name the policy is registered under.
+const Name = "lbclient_consistent_hash"
+
+var (
+	// nowNanos and randUint64 are the policy's clock and randomness;
+	// tests replace them before building a balancer.
+	nowNanos   lbcore.Clock = lbcore.MonotonicClock
+	randUint64 lbcore.Rand  = rand.Uint64
+)
+
+func init() {
+	balancer.Register(builder{})
+}
+
+type builder struct{}
+
+func (builder) Name() string { return Name }
+
+func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
+	return lbcore.NewBalancer(Name, cc, opts, &pickerBuilder{}, defaultConfig(), nowNanos, randUint64)
+}
+
+// pickerBuilder keeps the last ring: most state changes (a child going
+// CONNECTING, READY) leave the set of endpoints and the virtual node count
+// as they were, and the ring is reused.
+type pickerBuilder struct {
+	addrs  []string
+	vnodes int
+	ring   *ring
+}
+
+func (pb *pickerBuilder) Build(c lbcore.Config, t *lbcore.Tracker, all, ready []lbcore.Child) balancer.Picker {
+	cfg := c.(*LBConfig)
+	addrs := make([]string, len(all))
+	for i, ch := range all {
+		addrs[i] = ch.EP.Addr
+	}
+	if pb.ring == nil || pb.vnodes != cfg.vnodes() || !slices.Equal(pb.addrs, addrs) {
+		pb.ring = newRing(addrs, cfg.vnodes())
+		pb.addrs, pb.vnodes = addrs, cfg.vnodes()
+	}
+	return &picker{
+		t:      t,
+		all:    all,
+		ready:  ready,
+		ring:   pb.ring,
+		factor: cfg.factor(),
+		tau:    cfg.params.Tau,
+	}
+}

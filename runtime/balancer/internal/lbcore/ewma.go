@@ -1,0 +1,113 @@
+package lbcore
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// EWMA is a peak-sensitive, exponentially weighted moving average of
+// latency, as in Finagle's PeakEwma and linkerd2-proxy's peak_ewma:
+//
+//   - a sample above the current estimate replaces it at once (the peak),
+//     so an endpoint that turns slow is avoided after one slow response;
+//   - a sample at or below it is blended in with weight 1-w, where
+//     w = exp(-elapsed/tau) and elapsed is the time since the previous
+//     sample, so the estimate falls back over about tau;
+//   - between samples the estimate read by pickers decays as est·w(now), so
+//     an endpoint that was avoided because it was slow is eventually probed
+//     again instead of being starved for ever.
+//
+// Estimates are float64 nanoseconds on the Tracker's monotonic clock.
+//
+// Readers (Pick) are lock-free: est and stamp are published under a sequence
+// counter (a seqlock) so that a reader never pairs an estimate with another
+// sample's stamp. Writers (Done) serialise on a mutex private to the
+// endpoint.
+type EWMA struct {
+	mu    sync.Mutex    // serialises writers
+	seq   atomic.Uint64 // odd while a writer publishes
+	est   atomic.Uint64 // math.Float64bits of the estimate, in ns
+	stamp atomic.Int64  // clock reading of the last sample, in ns
+}
+
+// Init sets the estimate to rtt as of now, without regard to the previous
+// value. The Tracker uses it to give a new endpoint its default RTT.
+func (e *EWMA) Init(rtt float64, now int64) {
+	e.mu.Lock()
+	e.publish(rtt, now)
+	e.mu.Unlock()
+}
+
+// publish stores est and stamp; e.mu must be held.
+func (e *EWMA) publish(est float64, stamp int64) {
+	e.seq.Add(1)
+	e.est.Store(math.Float64bits(est))
+	e.stamp.Store(stamp)
+	e.seq.Add(1)
+}
+
+// load returns a consistent (estimate, stamp) pair without locking.
+func (e *EWMA) load() (float64, int64) {
+	for {
+		s := e.seq.Load()
+		if s&1 == 0 {
+			est := math.Float64frombits(e.est.Load())
+			stamp := e.stamp.Load()
+			if e.seq.Load() == s {
+				return est, stamp
+			}
+		}
+		// A writer is between its two increments: a few instructions.
+		runtime.Gosched()
+	}
+}
+
+// Estimate returns the estimate as of now, decayed since the last sample
+// with time constant tau (ns).
+func (e *EWMA) Estimate(now int64, tau float64) float64 {
+	est, stamp := e.load()
+	if d := now - stamp; d > 0 {
+		est *= math.Exp(-float64(d) / tau)
+	}
+	return est
+}
+
+// Observe records a latency sample of rtt ns taken at now.
+func (e *EWMA) Observe(rtt float64, now int64, tau float64) {
+	e.mu.Lock()
+	e.observeLocked(rtt, now, tau)
+	e.mu.Unlock()
+}
+
+// ObserveAtLeast records a censored sample: the call was cut short (by its
+// deadline or by the client) after rtt ns, so the true latency is at least
+// rtt. Such a sample can only raise the estimate; letting it pull the
+// estimate down would reward an endpoint for the calls that gave up on it.
+func (e *EWMA) ObserveAtLeast(rtt float64, now int64, tau float64) {
+	e.mu.Lock()
+	if rtt > math.Float64frombits(e.est.Load()) {
+		e.observeLocked(rtt, now, tau)
+	}
+	e.mu.Unlock()
+}
+
+func (e *EWMA) observeLocked(rtt float64, now int64, tau float64) {
+	est := math.Float64frombits(e.est.Load())
+	stamp := e.stamp.Load()
+	if rtt > est {
+		est = rtt // the peak: jump to it
+	} else {
+		d := now - stamp
+		if d < 0 {
+			d = 0
+		}
+		w := math.Exp(-float64(d) / tau)
+		est = est*w + rtt*(1-w)
+	}
+	if now > stamp {
+		stamp = now // Done calls race to the lock; never step back.
+	}
+	e.publish(est, stamp)
+}

@@ -1,0 +1,172 @@
+package lbcore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Defaults and bounds of the latency model shared by lbclient's balancers.
+const (
+	// DefaultDecayWindow is tau, the EWMA's time constant: a sample's weight
+	// falls to 1/e after tau. 10 s is linkerd2-proxy's default (and
+	// Finagle's): long enough to smooth out a single slow call, short enough
+	// that a backend that recovered gets traffic back within tens of seconds.
+	DefaultDecayWindow = 10 * time.Second
+	// DefaultRTT is the estimate an endpoint starts with, before its first
+	// response. 30 ms is linkerd2-proxy's default: pessimistic for in-cluster
+	// RPCs (typically 1-10 ms), so a new endpoint is chosen only against a
+	// busier or slower peer, and since cost is estimate × (in-flight + 1),
+	// each probe in flight makes the next one dearer. New endpoints are
+	// thus probed a few calls at a time rather than flooded, and their
+	// first response replaces the default with a measurement.
+	DefaultRTT = 30 * time.Millisecond
+	// DefaultFailurePenalty is the latency sample a failed call counts as
+	// (or its real duration, if longer), as with Finagle's failure penalty.
+	// A backend that fails fast would otherwise look like the fastest one
+	// and attract all traffic. 1 s is two orders of magnitude above typical
+	// RPC latencies, so after a failure the endpoint loses its place to any
+	// healthy peer; the penalty decays with tau, the endpoint is probed
+	// again, and one success brings its estimate back down. Set it well
+	// above the service's normal latency.
+	DefaultFailurePenalty = time.Second
+
+	minDecayWindow    = time.Millisecond
+	maxDecayWindow    = time.Hour
+	maxDefaultRTT     = time.Minute
+	maxFailurePenalty = time.Hour
+
+	// minEstimate floors the decayed estimate that pickers use. An endpoint
+	// left idle for many tau has an estimate of ~0, which would make its
+	// cost 0 whatever its in-flight count (Finagle special-cases the same
+	// hole). Below 100 µs latency differences are scheduling noise; the
+	// floor keeps in-flight meaningful, so the cost degrades to least
+	// in-flight rather than to "always this one".
+	minEstimate = float64(100 * time.Microsecond)
+)
+
+// DefaultFailureCodes are the status codes that count as failures of the
+// endpoint: UNAVAILABLE is what gRPC reports when the backend cannot be
+// reached, resets the connection, is draining, or sheds load — a fault of
+// the endpoint, not of the request. DEADLINE_EXCEEDED and CANCELLED are not
+// failures by default (the deadline and the cancellation are the client's
+// choice, e.g. a hedge cancelling its losing attempt); their duration is
+// still recorded as a lower bound of the latency. INTERNAL, UNKNOWN and the
+// application codes describe the request, and a backend that answers them
+// fast is healthy. Add codes through the config's failureCodes.
+var DefaultFailureCodes = []codes.Code{codes.Unavailable}
+
+// Duration is a time.Duration that reads from JSON as a Go duration string
+// ("250ms", "10s"; "1.5s" as in protobuf JSON also parses).
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"250ms\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// LatencyConfig holds the JSON fields shared by lbclient's balancers. Each
+// balancer's LBConfig embeds it. Zero values mean the default.
+type LatencyConfig struct {
+	// DecayWindow is the EWMA time constant tau. Default 10s; bounds
+	// [1ms, 1h].
+	DecayWindow Duration `json:"decayWindow,omitempty"`
+	// DefaultRTT is the estimate of an endpoint with no response yet.
+	// Default 30ms; bounds (0, 1m].
+	DefaultRTT Duration `json:"defaultRtt,omitempty"`
+	// FailurePenalty is the latency sample a failed call counts as.
+	// Default 1s; bounds (0, 1h].
+	FailurePenalty Duration `json:"failurePenalty,omitempty"`
+	// FailureCodes lists the canonical status code names that count as
+	// failures. Default ["UNAVAILABLE"]; OK is not allowed; an explicit
+	// empty list turns failure accounting off.
+	FailureCodes []string `json:"failureCodes,omitempty"`
+	// StatsID names the lbstats.Sink the balancer publishes its endpoints
+	// to; "" publishes nowhere.
+	StatsID string `json:"statsId,omitempty"`
+}
+
+// Params is the validated, ready-to-use form of a LatencyConfig.
+type Params struct {
+	Tau            float64 // ns
+	DefaultRTT     float64 // ns
+	FailurePenalty float64 // ns
+	FailureMask    uint32  // bit c set: code c is a failure
+}
+
+// Failure reports whether c counts as a failure of the endpoint.
+func (p *Params) Failure(c codes.Code) bool {
+	return c < 32 && p.FailureMask&(1<<c) != 0
+}
+
+// DefaultParams returns the Params of an empty LatencyConfig.
+func DefaultParams() *Params {
+	p, err := (&LatencyConfig{}).Params()
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// Params validates c, applies defaults and returns the Params. The error
+// names the JSON field; callers prefix it with the policy name.
+func (c *LatencyConfig) Params() (*Params, error) {
+	tau, err := bounded("decayWindow", c.DecayWindow, DefaultDecayWindow, minDecayWindow, maxDecayWindow)
+	if err != nil {
+		return nil, err
+	}
+	rtt, err := bounded("defaultRtt", c.DefaultRTT, DefaultRTT, 1, maxDefaultRTT)
+	if err != nil {
+		return nil, err
+	}
+	pen, err := bounded("failurePenalty", c.FailurePenalty, DefaultFailurePenalty, 1, maxFailurePenalty)
+	if err != nil {
+		return nil, err
+	}
+	p := &Params{Tau: float64(tau), DefaultRTT: float64(rtt), FailurePenalty: float64(pen)}
+	if c.FailureCodes == nil {
+		for _, code := range DefaultFailureCodes {
+			p.FailureMask |= 1 << code
+		}
+	}
+	for _, name := range c.FailureCodes {
+		var code codes.Code
+		if err := code.UnmarshalJSON([]byte(strconv.Quote(name))); err != nil {
+			return nil, fmt.Errorf("failureCodes: %q is not a canonical status code name such as \"UNAVAILABLE\"", name)
+		}
+		if code == codes.OK {
+			return nil, fmt.Errorf("failureCodes: %q cannot be a failure", name)
+		}
+		p.FailureMask |= 1 << code
+	}
+	return p, nil
+}
+
+// bounded returns d, or def when d is zero, and checks lo <= result <= hi.
+func bounded(field string, d Duration, def, lo, hi time.Duration) (time.Duration, error) {
+	v := time.Duration(d)
+	if v == 0 {
+		return def, nil
+	}
+	if v < lo || v > hi {
+		return 0, fmt.Errorf("%s: %v out of range [%v, %v]", field, v, lo, hi)
+	}
+	return v, nil
+}
