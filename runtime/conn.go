@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (
@@ -97,11 +95,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(plaintextHintStream))
 	}
 	if hedged := hedgedMethods(r); len(hedged) > 0 {
-		var hopts []hedge.Option
-		if o.hedgeBudget != nil {
-			hopts = append(hopts, hedge.WithBudget(*o.hedgeBudget))
-		}
-		h, err := hedge.New(hedged, hopts...)
+		h, err := hedge.New(hedged, o.hedgeBudget...)
 		if err != nil {
 			unregister()
 			return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)

@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (
@@ -31,15 +29,20 @@ func hedgedMethods(r *ServiceRules) map[string]hedge.Policy {
 			if out == nil {
 				out = make(map[string]hedge.Policy)
 			}
-			out[full] = hedge.Policy{
-				MaxAttempts:     hp.MaxAttempts,
-				Delay:           hp.Delay,
-				DelayPercentile: hp.DelayPercentile,
-				NonFatalCodes:   hp.NonFatalCodes,
-			}
+			out[full] = hedgePolicy(hp)
 		}
 	}
 	return out
+}
+
+// hedgePolicy converts hp to the hedge package's Policy.
+func hedgePolicy(hp *HedgingPolicy) hedge.Policy {
+	return hedge.Policy{
+		MaxAttempts:     hp.MaxAttempts,
+		Delay:           hp.Delay,
+		DelayPercentile: hp.DelayPercentile,
+		NonFatalCodes:   hp.NonFatalCodes,
+	}
 }
 
 // hedgedTimeouts bounds each hedged call, all its attempts together, by its

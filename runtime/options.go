@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (
@@ -10,6 +8,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/resolver"
+
+	"github.com/lbclient/lbclient/runtime/hedge"
 )
 
 // An Option configures Dial. Options win over the rules passed to Dial:
@@ -38,7 +38,7 @@ type options struct {
 	resolvers   []resolver.Builder
 	dialOptions []grpc.DialOption
 	logger      *slog.Logger
-	hedgeBudget *float64
+	hedgeBudget []hedge.Option
 }
 
 // WithPolicy sets the load-balancing policy, overriding the annotation's.
@@ -200,15 +200,20 @@ func WithLogger(l *slog.Logger) Option {
 	})
 }
 
-// WithHedgingBudget bounds the extra load of hedging: hedges stay at or
-// below ratio of calls (0.1, the default, allows one hedge per ten calls).
-// When the budget is spent, calls go unhedged.
-func WithHedgingBudget(ratio float64) Option {
+// WithHedgingBudget bounds the extra load of hedging with a token bucket:
+// each call of a hedged method earns ratio tokens, up to burst, and each
+// extra attempt spends one. The default, WithHedgingBudget(0.1, 10), keeps
+// hedges at or below 10% of calls plus a burst of 10. When the budget is
+// spent, calls go unhedged.
+func WithHedgingBudget(ratio float64, burst int) Option {
 	return optionFunc(func(o *options) error {
 		if !(ratio >= 0 && ratio <= 1) {
 			return fmt.Errorf("lbclient: WithHedgingBudget: ratio %v is outside [0, 1]", ratio)
 		}
-		o.hedgeBudget = &ratio
+		if burst < 1 || burst > 1000 {
+			return fmt.Errorf("lbclient: WithHedgingBudget: burst %d is outside [1, 1000]", burst)
+		}
+		o.hedgeBudget = []hedge.Option{hedge.WithBudget(ratio, burst)}
 		return nil
 	})
 }

@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (

@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (
@@ -91,10 +89,10 @@ func TestLoadBalancingConfigPerPolicy(t *testing.T) {
 
 func TestJSONDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		time.Second:            "1s",
+		time.Second:             "1s",
 		1500 * time.Millisecond: "1.5s",
-		time.Nanosecond:        "0.000000001s",
-		90 * time.Second:       "90s",
+		time.Nanosecond:         "0.000000001s",
+		90 * time.Second:        "90s",
 	} {
 		if got := jsonDuration(d); got != want {
 			t.Errorf("jsonDuration(%v) = %q, want %q", d, got, want)

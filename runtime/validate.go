@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (
@@ -85,23 +83,8 @@ func validateMethodRules(m MethodRules) error {
 		}
 	}
 	if hp := m.Hedging; hp != nil {
-		if hp.MaxAttempts < minAttempts || hp.MaxAttempts > maxAttempts {
-			add("Hedging.MaxAttempts: %d is outside [%d, %d]", hp.MaxAttempts, minAttempts, maxAttempts)
-		}
-		switch {
-		case hp.Delay != 0 && hp.DelayPercentile != 0:
-			add("Hedging: Delay %v and DelayPercentile %v are both set: choose one", hp.Delay, hp.DelayPercentile)
-		case hp.DelayPercentile != 0:
-			if !(hp.DelayPercentile > 0 && hp.DelayPercentile < 100) {
-				add("Hedging.DelayPercentile: %v is outside (0, 100)", hp.DelayPercentile)
-			}
-		case hp.Delay <= 0:
-			add("Hedging.Delay: %v is not greater than 0", hp.Delay)
-		}
-		for _, c := range hp.NonFatalCodes {
-			if c == codes.OK || int(c) >= len(canonicalCodeNames) {
-				add("Hedging.NonFatalCodes: %s cannot be non-fatal", codeName(c))
-			}
+		if err := hedgePolicy(hp).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("Hedging: %w", err))
 		}
 	}
 	return errors.Join(errs...)

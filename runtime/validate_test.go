@@ -1,5 +1,3 @@
-//go:build lbclientwip
-
 package runtime
 
 import (
@@ -36,10 +34,10 @@ func TestValidateRules(t *testing.T) {
 		{"no codes", ServiceRules{Methods: map[string]MethodRules{m: {Retry: retry(func(r *RetryPolicy) { r.RetryableCodes = nil })}}}, "rules of /s.S/M: Retry.RetryableCodes: empty: name at least one code to retry"},
 		{"retry OK", ServiceRules{Methods: map[string]MethodRules{m: {Retry: retry(func(r *RetryPolicy) { r.RetryableCodes = []codes.Code{codes.OK} })}}}, "rules of /s.S/M: Retry.RetryableCodes: OK cannot be retried"},
 		{"both", ServiceRules{Methods: map[string]MethodRules{m: {Retry: retry(func(*RetryPolicy) {}), Hedging: hedging(func(*HedgingPolicy) {})}}}, "rules of /s.S/M: Retry and Hedging are both set: a method retries or hedges, not both"},
-		{"hedge attempts", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.MaxAttempts = 1 })}}}, "rules of /s.S/M: Hedging.MaxAttempts: 1 is outside [2, 5]"},
-		{"hedge delay", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.Delay = 0 })}}}, "rules of /s.S/M: Hedging.Delay: 0s is not greater than 0"},
-		{"hedge both delays", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.DelayPercentile = 95 })}}}, "rules of /s.S/M: Hedging: Delay 1ms and DelayPercentile 95 are both set: choose one"},
-		{"hedge percentile", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.Delay, h.DelayPercentile = 0, 100 })}}}, "rules of /s.S/M: Hedging.DelayPercentile: 100 is outside (0, 100)"},
+		{"hedge attempts", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.MaxAttempts = 1 })}}}, "rules of /s.S/M: Hedging: hedge: MaxAttempts is 1, want 2 to 5"},
+		{"hedge delay", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.Delay = 0 })}}}, "rules of /s.S/M: Hedging: hedge: neither Delay nor DelayPercentile is set, want one of them"},
+		{"hedge both delays", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.DelayPercentile = 95 })}}}, "rules of /s.S/M: Hedging: hedge: Delay is 1ms and DelayPercentile is 95, want only one of them"},
+		{"hedge percentile", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.Delay, h.DelayPercentile = 0, 100 })}}}, "rules of /s.S/M: Hedging: hedge: DelayPercentile is 100, want more than 0 and less than 100"},
 		{"hedge in defaults", ServiceRules{Defaults: MethodRules{Hedging: hedging(func(*HedgingPolicy) {})}}, "default rules: Hedging: hedging is for named idempotent methods: give it with WithMethodRules"},
 		{"method name", ServiceRules{Methods: map[string]MethodRules{"SayHello": {}}}, `method name "SayHello" is not of the form "/package.Service/Method"`},
 		{"throttling tokens", ServiceRules{RetryThrottling: &RetryThrottling{MaxTokens: 1001, TokenRatio: 1}}, "RetryThrottling.MaxTokens: 1001 is outside [1, 1000]"},

@@ -110,7 +110,7 @@ func drive(ctx context.Context, f fleet, v variant, cfg config, between func(int
 		r, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "demo"})
 		return r.GetBackend(), err
 	})
-	return result{variant: v, Result: res, hedges: c.Conn().Stats().Hedging.Hedges, calls: cfg.calls}, err
+	return result{variant: v, Result: res, hedges: c.Conn().Stats().Hedging.ExtraAttempts, calls: cfg.calls}, err
 }
 
 func table(w io.Writer) *tabwriter.Writer {
