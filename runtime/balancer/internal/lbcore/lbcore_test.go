@@ -1,0 +1,448 @@
+package lbcore
+
+import (
+	"context"
+	"errors"
+	"math"
+	rand "math/rand/v2"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
+
+	"github.com/lbclient/lbclient/runtime/internal/callinfo"
+	"github.com/lbclient/lbclient/runtime/internal/lbstats"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	ms  = float64(time.Millisecond)
+	sec = int64(time.Second)
+	tau = float64(10 * time.Second)
+)
+
+// fakeClock is a settable clock.
+type fakeClock struct{ now int64 }
+
+func (c *fakeClock) Now() int64 { return c.now }
+
+// fakePicker is a child picker that always succeeds.
+type fakePicker struct {
+	done  int // calls of its Done
+	fails bool
+}
+
+func (p *fakePicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	if p.fails {
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+	}
+	return balancer.PickResult{Done: func(balancer.DoneInfo) { p.done++ }}, nil
+}
+
+func child(addr string, s connectivity.State, p balancer.Picker) endpointsharding.ChildState {
+	return endpointsharding.ChildState{
+		Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: addr}}},
+		State:    balancer.State{ConnectivityState: s, Picker: p},
+	}
+}
+
+func newTestTracker(clk *fakeClock, seed uint64) *Tracker {
+	return NewTracker(clk.Now, rand.New(rand.NewPCG(seed, seed)).Uint64)
+}
+
+func near(got, want float64) bool { return math.Abs(got-want) <= 1e-6*math.Max(1, math.Abs(want)) }
+
+func TestEWMA(t *testing.T) {
+	var e EWMA
+	e.Init(30*ms, 0)
+	if got := e.Estimate(0, tau); !near(got, 30*ms) {
+		t.Fatalf("initial estimate = %v, want 30ms", got)
+	}
+	// Below the estimate: blended with weight exp(-1s/10s) on the old value.
+	e.Observe(10*ms, sec, tau)
+	w := math.Exp(-0.1)
+	want := 30*ms*w + 10*ms*(1-w)
+	if got := e.Estimate(sec, tau); !near(got, want) {
+		t.Fatalf("after a low sample: %v, want %v", got, want)
+	}
+	// Above the estimate: the peak is taken at once.
+	e.Observe(50*ms, sec, tau)
+	if got := e.Estimate(sec, tau); !near(got, 50*ms) {
+		t.Fatalf("after a peak: %v, want 50ms", got)
+	}
+	// Between samples the estimate decays by exp(-elapsed/tau).
+	if got := e.Estimate(sec+10*sec, tau); !near(got, 50*ms*math.Exp(-1)) {
+		t.Fatalf("after tau: %v, want %v", got, 50*ms*math.Exp(-1))
+	}
+	// Same-instant samples below the estimate do not move it (w = 1).
+	e.Observe(1*ms, sec, tau)
+	if got := e.Estimate(sec, tau); !near(got, 50*ms) {
+		t.Fatalf("same-instant low sample moved the estimate: %v", got)
+	}
+	// A sample stamped before the last one never steps the stamp back.
+	e.Observe(1*ms, 0, tau)
+	if _, stamp := e.load(); stamp != sec {
+		t.Fatalf("stamp = %d, want %d", stamp, sec)
+	}
+}
+
+func TestEWMAConvergesToSteadyLatency(t *testing.T) {
+	var e EWMA
+	e.Init(30*ms, 0)
+	now := int64(0)
+	for range 1000 { // 1000 samples of 2ms, 100ms apart: 100 s = 10 tau
+		now += int64(100 * time.Millisecond)
+		e.Observe(2*ms, now, tau)
+	}
+	// What remains of the 30ms start is 28ms × exp(-10) ≈ 1.3µs.
+	if got := e.Estimate(now, tau); math.Abs(got-2*ms) > 0.01*ms {
+		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
+	}
+}
+
+func TestEWMAObserveAtLeast(t *testing.T) {
+	var e EWMA
+	e.Init(10*ms, 0)
+	e.ObserveAtLeast(5*ms, sec, tau) // a lower bound below the estimate says nothing
+	if got := e.Estimate(0, tau); !near(got, 10*ms) {
+		t.Fatalf("censored low sample moved the estimate to %v", got)
+	}
+	e.ObserveAtLeast(80*ms, sec, tau) // latency is at least 80ms: a peak
+	if got := e.Estimate(sec, tau); !near(got, 80*ms) {
+		t.Fatalf("censored high sample: %v, want 80ms", got)
+	}
+}
+
+// pickDone picks child c at clock time and returns its Done.
+func pickDone(t *testing.T, tr *Tracker, c *Child, a *callinfo.Attempts) func(balancer.DoneInfo) {
+	t.Helper()
+	res, err := tr.Pick(c, balancer.PickInfo{Ctx: context.Background()}, tr.Now(), a, false)
+	if err != nil {
+		t.Fatalf("Pick: %v", err)
+	}
+	return res.Done
+}
+
+func TestDoneAccounting(t *testing.T) {
+	unavailable := status.Error(codes.Unavailable, "down")
+	tests := []struct {
+		name         string
+		err          error
+		elapsed      time.Duration
+		wantFailures uint64
+		wantEstimate time.Duration
+	}{
+		{"success blends", nil, 10 * time.Millisecond, 0, 0}, // computed below
+		{"UNAVAILABLE is penalised", unavailable, time.Millisecond, 1, time.Second},
+		{"slow UNAVAILABLE keeps its duration", unavailable, 3 * time.Second, 1, 3 * time.Second},
+		{"plain error counts as UNKNOWN, a latency sample", errors.New("x"), 40 * time.Millisecond, 0, 40 * time.Millisecond},
+		{"INTERNAL is a latency sample", status.Error(codes.Internal, "bug"), 45 * time.Millisecond, 0, 45 * time.Millisecond},
+		{"CANCELLED below estimate is ignored", status.Error(codes.Canceled, ""), 5 * time.Millisecond, 0, 30 * time.Millisecond},
+		{"DEADLINE_EXCEEDED above estimate raises it", status.Error(codes.DeadlineExceeded, ""), 200 * time.Millisecond, 0, 200 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &fakeClock{}
+			tr := newTestTracker(clk, 1)
+			fp := &fakePicker{}
+			_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, fp)})
+			done := pickDone(t, tr, &ready[0], nil)
+			if got := ready[0].EP.InFlight(); got != 1 {
+				t.Fatalf("in flight during call = %d, want 1", got)
+			}
+			clk.now += int64(tc.elapsed)
+			done(balancer.DoneInfo{Err: tc.err})
+			ep := ready[0].EP
+			if ep.InFlight() != 0 || tr.InFlight() != 0 || ep.Picks() != 1 || fp.done != 1 {
+				t.Fatalf("in flight %d, total %d, picks %d, child Done calls %d; want 0, 0, 1, 1", ep.InFlight(), tr.InFlight(), ep.Picks(), fp.done)
+			}
+			if ep.Failures() != tc.wantFailures {
+				t.Fatalf("failures = %d, want %d", ep.Failures(), tc.wantFailures)
+			}
+			want := float64(tc.wantEstimate)
+			if tc.name == "CANCELLED below estimate is ignored" {
+				want *= math.Exp(-float64(tc.elapsed) / tau) // not a sample: only decay
+			}
+			if tc.wantEstimate == 0 {
+				w := math.Exp(-float64(tc.elapsed) / tau)
+				want = 30*ms*w + float64(tc.elapsed)*(1-w)
+			}
+			if got := ep.ewma.Estimate(clk.now, tau); !near(got, want) {
+				t.Fatalf("estimate = %v, want %v", time.Duration(got), time.Duration(want))
+			}
+		})
+	}
+}
+
+func TestFailureCodesConfigurable(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	p, err := (&LatencyConfig{FailureCodes: []string{"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}}).Params()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.SetParams(p)
+	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
+	for _, c := range []codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted} {
+		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: status.Error(c, "")})
+	}
+	if got := ready[0].EP.Failures(); got != 2 {
+		t.Fatalf("failures = %d, want 2 (UNAVAILABLE no longer listed)", got)
+	}
+}
+
+// TestPassiveEjectionAndRecovery runs P2C over two endpoints: "bad" fails
+// fast with UNAVAILABLE for a while, then heals. It must lose nearly all
+// traffic while failing and win its share back after it heals.
+func TestPassiveEjectionAndRecovery(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 7)
+	_, ready := tr.Sync([]endpointsharding.ChildState{
+		child("bad", connectivity.Ready, &fakePicker{}),
+		child("good", connectivity.Ready, &fakePicker{}),
+	})
+	run := func(calls int, badFails bool) (badShare float64) {
+		bad := 0
+		for range calls {
+			clk.now += int64(10 * time.Millisecond) // one call every 10ms
+			i := tr.ChooseP2C(ready, clk.now, tau, nil)
+			done := pickDone(t, tr, &ready[i], nil)
+			var err error
+			if ready[i].EP.Addr == "bad" {
+				bad++
+				if badFails {
+					err = status.Error(codes.Unavailable, "down")
+				}
+			}
+			clk.now += int64(2 * time.Millisecond)
+			done(balancer.DoneInfo{Err: err})
+		}
+		return float64(bad) / float64(calls)
+	}
+	if share := run(1000, true); share > 0.01 {
+		t.Errorf("failing endpoint got %.1f%% of calls, want <= 1%%", 100*share)
+	}
+	// Healed: the penalty decays (about tau × ln(penalty/peer cost) ≈ 60 s)
+	// and successful probes bring the estimate down.
+	run(10000, false) // 120 s
+	if share := run(2000, false); share < 0.3 {
+		t.Errorf("healed endpoint got %.1f%% of calls, want >= 30%%", 100*share)
+	}
+}
+
+func TestChooseP2CPicksCheaper(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	_, ready := tr.Sync([]endpointsharding.ChildState{
+		child("a", connectivity.Ready, &fakePicker{}),
+		child("b", connectivity.Ready, &fakePicker{}),
+		child("c", connectivity.Ready, &fakePicker{}),
+	})
+	ready[0].EP.ewma.Init(10*ms, 0) // a: 10ms, idle: cost 10
+	ready[1].EP.ewma.Init(2*ms, 0)  // b: 2ms, 9 in flight: cost 20
+	ready[1].EP.inFlight.Store(9)
+	ready[2].EP.ewma.Init(4*ms, 0) // c: 4ms, 1 in flight: cost 8
+	ready[2].EP.inFlight.Store(1)
+	tests := []struct {
+		i, j uint64 // the draw: i from the low word, j from the high word
+		want string
+	}{
+		{0, 0, "a"}, // a vs b
+		{1, 0, "a"}, // b vs a
+		{0, 1, "c"}, // a vs c
+		{2, 0, "c"}, // c vs a
+		{1, 1, "c"}, // b vs c
+	}
+	for _, tc := range tests {
+		tr.Rand = func() uint64 { return tc.j<<32 | tc.i }
+		if got := ready[tr.ChooseP2C(ready, 0, tau, nil)].EP.Addr; got != tc.want {
+			t.Errorf("draw (%d,%d): chose %s, want %s", tc.i, tc.j, got, tc.want)
+		}
+	}
+}
+
+func TestChooseP2CShares(t *testing.T) {
+	// Equal costs: every endpoint is chosen about equally often.
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 3)
+	var cs []endpointsharding.ChildState
+	for _, a := range []string{"a", "b", "c", "d"} {
+		cs = append(cs, child(a, connectivity.Ready, &fakePicker{}))
+	}
+	_, ready := tr.Sync(cs)
+	count := map[string]int{}
+	for range 40000 {
+		count[ready[tr.ChooseP2C(ready, 0, tau, nil)].EP.Addr]++
+	}
+	for a, n := range count {
+		if n < 9000 || n > 11000 {
+			t.Errorf("%s chosen %d times of 40000, want about 10000", a, n)
+		}
+	}
+}
+
+func TestAvoidSet(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 5)
+	_, ready := tr.Sync([]endpointsharding.ChildState{
+		child("a", connectivity.Ready, &fakePicker{}),
+		child("b", connectivity.Ready, &fakePicker{}),
+		child("c", connectivity.Ready, &fakePicker{}),
+	})
+	ready[2].EP.ewma.Init(0.001*ms, 0) // c is by far the cheapest
+	for range 200 {
+		a := new(callinfo.Attempts)
+		a.Add("c")
+		i := tr.ChooseP2C(ready, 0, tau, a)
+		if got := ready[i].EP.Addr; got == "c" {
+			t.Fatalf("hedged call went to tried endpoint c")
+		}
+		pickDone(t, tr, &ready[i], a)(balancer.DoneInfo{})
+		if got := a.Addrs(); len(got) != 2 || got[1] != ready[i].EP.Addr {
+			t.Fatalf("Attempts = %v, want [c %s]", got, ready[i].EP.Addr)
+		}
+	}
+	// Every endpoint tried: the avoid-set is ignored rather than failing.
+	a := new(callinfo.Attempts)
+	for _, e := range []string{"a", "b", "c"} {
+		a.Add(e)
+	}
+	tr.ChooseP2C(ready, 0, tau, a) // must not panic or loop
+	// One untried endpoint left: it is the only choice.
+	a = new(callinfo.Attempts)
+	a.Add("a")
+	a.Add("c")
+	for range 50 {
+		if got := ready[tr.ChooseP2C(ready, 0, tau, a)].EP.Addr; got != "b" {
+			t.Fatalf("chose %s, want b, the only untried endpoint", got)
+		}
+	}
+}
+
+func TestPickChildErrorLeavesNoTrace(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{fails: true})})
+	a := new(callinfo.Attempts)
+	if !ready[0].EP.TryAcquire(1) {
+		t.Fatal("TryAcquire on idle endpoint failed")
+	}
+	if _, err := tr.Pick(&ready[0], balancer.PickInfo{Ctx: context.Background()}, 0, a, true); err == nil {
+		t.Fatal("Pick did not pass the child's error on")
+	}
+	if ready[0].EP.InFlight() != 0 || tr.InFlight() != 0 || ready[0].EP.Picks() != 0 || len(a.Addrs()) != 0 {
+		t.Fatalf("failed pick left in flight %d, total %d, picks %d, attempts %v", ready[0].EP.InFlight(), tr.InFlight(), ready[0].EP.Picks(), a.Addrs())
+	}
+}
+
+func TestTryAcquire(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
+	ep := ready[0].EP
+	for i := range 3 {
+		if !ep.TryAcquire(3) {
+			t.Fatalf("TryAcquire #%d under limit 3 failed", i+1)
+		}
+	}
+	if ep.TryAcquire(3) {
+		t.Fatal("TryAcquire beyond the limit succeeded")
+	}
+	if ep.InFlight() != 3 || tr.InFlight() != 3 {
+		t.Fatalf("in flight %d, total %d; want 3, 3", ep.InFlight(), tr.InFlight())
+	}
+}
+
+func TestSyncKeepsCountersAndDropsLeavers(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	all, ready := tr.Sync([]endpointsharding.ChildState{
+		child("b", connectivity.Ready, &fakePicker{}),
+		child("a", connectivity.Connecting, &fakePicker{}),
+		child("b", connectivity.Ready, &fakePicker{}), // duplicate address
+	})
+	if len(all) != 2 || all[0].EP.Addr != "a" || all[1].EP.Addr != "b" || len(ready) != 1 || ready[0].EP.Addr != "b" {
+		t.Fatalf("Sync: all %v ready %v", all, ready)
+	}
+	b := ready[0].EP
+	clk.now += int64(5 * time.Millisecond)
+	pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{})
+	// A picker rebuild keeps b's counters; a leaves, c arrives.
+	all, _ = tr.Sync([]endpointsharding.ChildState{
+		child("b", connectivity.TransientFailure, &fakePicker{}),
+		child("c", connectivity.Ready, &fakePicker{}),
+	})
+	if all[0].EP != b || b.Picks() != 1 {
+		t.Fatalf("b's endpoint not kept across Sync")
+	}
+	got := tr.Endpoints()
+	if len(got) != 2 || got[0].Addr != "b" || got[1].Addr != "c" {
+		t.Fatalf("Endpoints() = %+v, want b and c", got)
+	}
+	if got[0].State != connectivity.TransientFailure || got[0].Picks != 1 || got[0].InFlight != 0 || got[0].Latency <= 0 {
+		t.Fatalf("b = %+v", got[0])
+	}
+	if got[1].State != connectivity.Ready || got[1].Picks != 0 || got[1].Latency != DefaultRTT {
+		t.Fatalf("c = %+v, want a fresh endpoint at the default RTT", got[1])
+	}
+}
+
+func TestSinkUnsetKeepsSuccessor(t *testing.T) {
+	id, sink, unregister := lbstats.Register()
+	defer unregister()
+	if lbstats.Lookup(id) != sink {
+		t.Fatal("Lookup")
+	}
+	clk := &fakeClock{}
+	old, successor := newTestTracker(clk, 1), newTestTracker(clk, 2)
+	successor.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
+	sink.Set(old)
+	sink.Set(successor) // a balancer switch builds the successor first
+	sink.Unset(old)     // then closes the old one
+	if got := sink.Endpoints(); len(got) != 1 {
+		t.Fatalf("old balancer's Unset removed its successor: %v", got)
+	}
+	sink.Unset(successor)
+	if got := sink.Endpoints(); got != nil {
+		t.Fatalf("Unset did not clear: %v", got)
+	}
+}
+
+func TestPickAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items on purpose under the race detector")
+	}
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	pf := pfPicker{}
+	_, ready := tr.Sync([]endpointsharding.ChildState{
+		child("a", connectivity.Ready, pf),
+		child("b", connectivity.Ready, pf),
+	})
+	info := balancer.PickInfo{Ctx: context.Background()}
+	errUnavailable := status.Error(codes.Unavailable, "")
+	for name, err := range map[string]error{"success": nil, "UNAVAILABLE": errUnavailable} {
+		allocs := testing.AllocsPerRun(1000, func() {
+			i := tr.ChooseP2C(ready, clk.now, tau, nil)
+			res, _ := tr.Pick(&ready[i], info, clk.now, nil, false)
+			res.Done(balancer.DoneInfo{Err: err})
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per pick and Done, want 0", name, allocs)
+		}
+	}
+}
+
+// pfPicker returns a fixed result without Done, like pickfirst's picker.
+type pfPicker struct{}
+
+func (pfPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{}, nil
+}

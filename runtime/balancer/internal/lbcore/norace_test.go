@@ -1,0 +1,5 @@
+//go:build !race
+
+package lbcore
+
+const raceEnabled = false

@@ -1,0 +1,327 @@
+// Package lbtest holds what the tests and benchmarks of lbclient's
+// balancers share: tiny gRPC backends on loopback, a channel over a manual
+// resolver, and a recording parent policy that exposes the picker of any
+// registered policy so benchmarks can time Pick itself.
+package lbtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// FullMethod is the one method of the test service.
+const FullMethod = "/lbtest.Echo/Call"
+
+// Backend is one test server.
+type Backend struct {
+	Addr  string
+	Calls atomic.Int64 // calls handled
+	// Delay is how long each call takes; Fail, when set, is the status the
+	// call ends with. Both are set before Start.
+	Delay time.Duration
+	Fail  codes.Code
+	srv   *grpc.Server
+}
+
+type echoServer interface{}
+
+func (b *Backend) handle(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	in := new(emptypb.Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	b.Calls.Add(1)
+	if b.Delay > 0 {
+		t := time.NewTimer(b.Delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if b.Fail != codes.OK {
+		return nil, status.Error(b.Fail, "lbtest: failing backend")
+	}
+	return in, nil
+}
+
+// StartBackends starts one backend per spec on 127.0.0.1 and stops them
+// when the test ends.
+func StartBackends(tb testing.TB, specs ...*Backend) []*Backend {
+	tb.Helper()
+	for _, b := range specs {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("listen: %v", err)
+		}
+		b.Addr = lis.Addr().String()
+		b.srv = grpc.NewServer()
+		b.srv.RegisterService(&grpc.ServiceDesc{
+			ServiceName: "lbtest.Echo",
+			HandlerType: (*echoServer)(nil),
+			Methods:     []grpc.MethodDesc{{MethodName: "Call", Handler: b.handle}},
+		}, struct{}{})
+		go b.srv.Serve(lis)
+		tb.Cleanup(b.srv.Stop)
+	}
+	return specs
+}
+
+// Addrs returns the backends' addresses.
+func Addrs(bs []*Backend) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.Addr
+	}
+	return out
+}
+
+var schemeN atomic.Int64
+
+// Dial returns a started channel to addrs (one endpoint each) over a manual
+// resolver, with the given service config JSON; closed when the test ends.
+func Dial(tb testing.TB, serviceConfig string, addrs []string) *grpc.ClientConn {
+	tb.Helper()
+	r := manual.NewBuilderWithScheme("lbtest" + strconv.FormatInt(schemeN.Add(1), 10))
+	eps := make([]resolver.Endpoint, len(addrs))
+	for i, a := range addrs {
+		eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}}
+	}
+	r.InitialState(resolver.State{Endpoints: eps})
+	cc, err := grpc.NewClient(r.Scheme()+":///test",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(serviceConfig))
+	if err != nil {
+		tb.Fatalf("NewClient: %v", err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	cc.Connect()
+	return cc
+}
+
+// Call makes one call of the test method.
+func Call(ctx context.Context, cc grpc.ClientConnInterface, opts ...grpc.CallOption) error {
+	return cc.Invoke(ctx, FullMethod, &emptypb.Empty{}, &emptypb.Empty{}, opts...)
+}
+
+// WaitReady waits until cc is READY.
+func WaitReady(tb testing.TB, cc *grpc.ClientConn) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(ctx, s) {
+			tb.Fatalf("channel not READY: %v", s)
+		}
+	}
+}
+
+// RecorderName is the recording parent policy. Its config names the child
+// policy and the child's config, and an id under which the child's latest
+// READY picker can be fetched with Recorded:
+//
+//	{"lbtest_recorder": {"id": "x", "child": "round_robin", "childConfig": {}}}
+const RecorderName = "lbtest_recorder"
+
+func init() { balancer.Register(recorderBuilder{}) }
+
+type recorderConfig struct {
+	serviceconfig.LoadBalancingConfig `json:"-"`
+	ID                                string          `json:"id"`
+	Child                             string          `json:"child"`
+	ChildConfig                       json.RawMessage `json:"childConfig"`
+	parsed                            serviceconfig.LoadBalancingConfig
+}
+
+type recorderBuilder struct{}
+
+func (recorderBuilder) Name() string { return RecorderName }
+
+func (recorderBuilder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	cfg := &recorderConfig{}
+	if err := json.Unmarshal(js, cfg); err != nil {
+		return nil, err
+	}
+	b := balancer.Get(cfg.Child)
+	if b == nil {
+		return nil, fmt.Errorf("lbtest_recorder: no policy %q", cfg.Child)
+	}
+	if p, ok := b.(balancer.ConfigParser); ok {
+		if cfg.ChildConfig == nil {
+			cfg.ChildConfig = json.RawMessage("{}")
+		}
+		c, err := p.ParseConfig(cfg.ChildConfig)
+		if err != nil {
+			return nil, err
+		}
+		cfg.parsed = c
+	}
+	return cfg, nil
+}
+
+func (recorderBuilder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
+	return &recorder{cc: cc, opts: opts}
+}
+
+var (
+	recMu    sync.Mutex
+	recorded = map[string]balancer.Picker{}
+)
+
+// Recorded returns the latest READY picker of the recorder with id.
+func Recorded(id string) balancer.Picker {
+	recMu.Lock()
+	defer recMu.Unlock()
+	return recorded[id]
+}
+
+type recorder struct {
+	cc    balancer.ClientConn
+	opts  balancer.BuildOptions
+	id    atomic.Pointer[string]
+	child balancer.Balancer
+}
+
+type recordingCC struct {
+	balancer.ClientConn
+	r *recorder
+}
+
+func (w recordingCC) UpdateState(s balancer.State) {
+	if s.ConnectivityState == connectivity.Ready {
+		if id := w.r.id.Load(); id != nil {
+			recMu.Lock()
+			recorded[*id] = s.Picker
+			recMu.Unlock()
+		}
+	}
+	w.ClientConn.UpdateState(s)
+}
+
+func (r *recorder) UpdateClientConnState(s balancer.ClientConnState) error {
+	cfg := s.BalancerConfig.(*recorderConfig)
+	r.id.Store(&cfg.ID)
+	if r.child == nil {
+		r.child = balancer.Get(cfg.Child).Build(recordingCC{r.cc, r}, r.opts)
+	}
+	s.BalancerConfig = cfg.parsed
+	return r.child.UpdateClientConnState(s)
+}
+
+func (r *recorder) ResolverError(err error) {
+	if r.child != nil {
+		r.child.ResolverError(err)
+	}
+}
+
+func (r *recorder) UpdateSubConnState(sc balancer.SubConn, s balancer.SubConnState) {}
+
+func (r *recorder) ExitIdle() {
+	if r.child != nil {
+		r.child.ExitIdle()
+	}
+}
+
+func (r *recorder) Close() {
+	if r.child != nil {
+		r.child.Close()
+	}
+	if id := r.id.Load(); id != nil {
+		recMu.Lock()
+		delete(recorded, *id)
+		recMu.Unlock()
+	}
+}
+
+// PickerOver starts n backends and a channel whose policy is child (with
+// childConfig), waits until the child's picker spreads picks over all n
+// backends, and returns that picker: the real picker of the real policy,
+// over real READY SubConns, as the channel would call it.
+func PickerOver(tb testing.TB, n int, child, childConfig string) balancer.Picker {
+	tb.Helper()
+	bs := make([]*Backend, n)
+	for i := range bs {
+		bs[i] = &Backend{}
+	}
+	StartBackends(tb, bs...)
+	id := fmt.Sprintf("%s-%d", child, schemeN.Add(1))
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"id":%q,"child":%q,"childConfig":%s}}]}`, RecorderName, id, child, childConfig)
+	cc := Dial(tb, sc, Addrs(bs))
+	WaitReady(tb, cc)
+	info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: context.Background()}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p := Recorded(id); p != nil {
+			seen := map[balancer.SubConn]bool{}
+			for range 64 * n {
+				res, err := p.Pick(info)
+				if err != nil {
+					break
+				}
+				seen[res.SubConn] = true
+				if res.Done != nil {
+					res.Done(balancer.DoneInfo{})
+				}
+			}
+			if len(seen) == n {
+				return p
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tb.Fatalf("%s: picker never reached all %d backends", child, n)
+	return nil
+}
+
+// BenchmarkPick times Pick followed by the Done the channel would call,
+// serially and under b.RunParallel.
+func BenchmarkPick(b *testing.B, p balancer.Picker, ctx context.Context) {
+	info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: ctx}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := p.Pick(info)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.Done != nil {
+				res.Done(balancer.DoneInfo{})
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				res, err := p.Pick(info)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if res.Done != nil {
+					res.Done(balancer.DoneInfo{})
+				}
+			}
+		})
+	})
+}
