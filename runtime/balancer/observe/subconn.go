@@ -76,8 +76,8 @@ func (ep *endpoint) snapshotLocked() lbstats.Endpoint {
 type subConn struct {
 	balancer.SubConn
 	b        *observeBalancer
-	addr     string                        // the SubConn's first address
-	ep       *endpoint                     // set once, before the child can pick it
+	addr     string                      // the SubConn's first address
+	ep       *endpoint                   // set once, before the child can pick it
 	listener func(balancer.SubConnState) // the child's StateListener
 
 	state     connectivity.State // latest connectivity state
