@@ -11,8 +11,12 @@ import (
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 )
 
-// now is the time source of the latency estimate; tests replace it.
-var now = time.Now
+// nanotime is the time source of the latency estimate: monotonic
+// nanoseconds since an arbitrary origin. Tests replace it. time.Since on a
+// time with a monotonic reading costs one clock read, time.Now two.
+var nanotime = func() int64 { return int64(time.Since(origin)) }
+
+var origin = time.Now()
 
 // latencyWeight is the weight, as a right shift, of each new latency
 // sample in the estimate: est += (sample - est) / 8. One eighth is TCP's
@@ -62,7 +66,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	ep.picks.Add(1)
 	ep.inFlight.Add(1)
 	c := getCall()
-	c.ep, c.start, c.childDone = ep, now(), res.Done
+	c.ep, c.start, c.childDone = ep, nanotime(), res.Done
 	return balancer.PickResult{SubConn: sc.SubConn, Done: c.done, Metadata: res.Metadata}, nil
 }
 
@@ -79,7 +83,7 @@ func release(r balancer.PickResult) {
 // calls Done exactly once per pick it keeps or discards.
 type call struct {
 	ep        *endpoint
-	start     time.Time
+	start     int64 // nanotime at the pick
 	childDone func(balancer.DoneInfo)
 	done      func(balancer.DoneInfo) // c.finish
 }
@@ -99,7 +103,7 @@ func (c *call) finish(di balancer.DoneInfo) {
 	ep, start, childDone := c.ep, c.start, c.childDone
 	*c = call{done: c.done}
 	callPool.Put(c)
-	ep.finish(di, now().Sub(start))
+	ep.finish(di, time.Duration(nanotime()-start))
 	if childDone != nil {
 		childDone(di)
 	}

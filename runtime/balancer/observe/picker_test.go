@@ -189,9 +189,10 @@ type pickerFunc func(balancer.PickInfo) (balancer.PickResult, error)
 func (f pickerFunc) Pick(i balancer.PickInfo) (balancer.PickResult, error) { return f(i) }
 
 func TestLatencyEWMA(t *testing.T) {
-	var clock time.Time
-	now = func() time.Time { return clock }
-	t.Cleanup(func() { now = time.Now })
+	var clock int64
+	saved := nanotime
+	nanotime = func() int64 { return clock }
+	t.Cleanup(func() { nanotime = saved })
 
 	sc := testSubConns("a")["a"]
 	p := &picker{child: pickerFunc(func(balancer.PickInfo) (balancer.PickResult, error) {
@@ -202,7 +203,7 @@ func TestLatencyEWMA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock = clock.Add(d)
+		clock += int64(d)
 		res.Done(sent)
 		return time.Duration(sc.ep.latency.Load())
 	}
