@@ -119,6 +119,12 @@ func startBackends(t *testing.T, n int) []*backend {
 // checking of serviceName when healthCheck is set.
 func client(t *testing.T, bs []*backend, child string, healthCheck bool) (*grpc.ClientConn, *lbstats.Sink) {
 	t.Helper()
+	cc, sink, _ := clientWithResolver(t, bs, child, healthCheck)
+	return cc, sink
+}
+
+func clientWithResolver(t *testing.T, bs []*backend, child string, healthCheck bool) (*grpc.ClientConn, *lbstats.Sink, *manual.Resolver) {
+	t.Helper()
 	id, sink, unregister := lbstats.Register()
 	t.Cleanup(unregister)
 	r := manual.NewBuilderWithScheme("observe-test")
@@ -142,7 +148,7 @@ func client(t *testing.T, bs []*backend, child string, healthCheck bool) (*grpc.
 	}
 	t.Cleanup(func() { cc.Close() })
 	cc.Connect()
-	return cc, sink
+	return cc, sink, r
 }
 
 // call makes one call and returns the address it went to ("" when grpc
@@ -476,5 +482,27 @@ func TestWeightedRoundRobin(t *testing.T) {
 		if peers[b.addr] == 0 {
 			t.Errorf("%s got no calls of 30: %v", b.addr, peers)
 		}
+	}
+}
+
+func TestResolverUpdateDropsEndpoint(t *testing.T) {
+	bs := startBackends(t, 3)
+	cc, sink, r := clientWithResolver(t, bs, `{"round_robin":{}}`, false)
+	waitReady(t, sink, addrsOf(bs)...)
+
+	r.UpdateState(resolver.State{Endpoints: []resolver.Endpoint{
+		{Addresses: []resolver.Address{{Addr: bs[2].addr}}},
+		{Addresses: []resolver.Address{{Addr: bs[0].addr}}},
+	}})
+	waitFor(t, bs[1].addr+" to leave", func() bool { return len(sink.Endpoints()) == 2 })
+	eps := sink.Endpoints()
+	if eps[0].Addr != bs[2].addr || eps[1].Addr != bs[0].addr {
+		t.Errorf("endpoints %+v, want %s then %s (the resolver's new order)", eps, bs[2].addr, bs[0].addr)
+	}
+	before := sink.Endpoints()
+	peers := run(t, cc, 20, codes.OK)
+	checkDelta(t, before, sink.Endpoints(), peers)
+	if peers[bs[1].addr] != 0 {
+		t.Errorf("dropped backend got %d calls", peers[bs[1].addr])
 	}
 }
