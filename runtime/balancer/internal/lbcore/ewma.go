@@ -17,7 +17,11 @@ import (
 //     sample, so the estimate falls back over about tau;
 //   - between samples the estimate read by pickers decays as est·w(now), so
 //     an endpoint that was avoided because it was slow is eventually probed
-//     again instead of being starved for ever.
+//     again instead of being starved for ever;
+//   - the value given to Init is a prior, not a measurement: the first
+//     sample replaces it outright. (Blending would keep a 30 ms default
+//     alive for about tau on an endpoint that answers in 1 ms, since the
+//     weight of a sample depends on time, not on the number of samples.)
 //
 // Estimates are float64 nanoseconds on the Tracker's monotonic clock.
 //
@@ -26,16 +30,18 @@ import (
 // sample's stamp. Writers (Done) serialise on a mutex private to the
 // endpoint.
 type EWMA struct {
-	mu    sync.Mutex    // serialises writers
-	seq   atomic.Uint64 // odd while a writer publishes
-	est   atomic.Uint64 // math.Float64bits of the estimate, in ns
-	stamp atomic.Int64  // clock reading of the last sample, in ns
+	mu     sync.Mutex    // serialises writers
+	primed bool          // a sample has been observed; guarded by mu
+	seq    atomic.Uint64 // odd while a writer publishes
+	est    atomic.Uint64 // math.Float64bits of the estimate, in ns
+	stamp  atomic.Int64  // clock reading of the last sample, in ns
 }
 
 // Init sets the estimate to rtt as of now, without regard to the previous
 // value. The Tracker uses it to give a new endpoint its default RTT.
 func (e *EWMA) Init(rtt float64, now int64) {
 	e.mu.Lock()
+	e.primed = false
 	e.publish(rtt, now)
 	e.mu.Unlock()
 }
@@ -85,10 +91,13 @@ func (e *EWMA) Observe(rtt float64, now int64, tau float64) {
 // deadline or by the client) after rtt ns, so the true latency is at least
 // rtt. Such a sample can only raise the estimate; letting it pull the
 // estimate down would reward an endpoint for the calls that gave up on it.
+// It does not replace the prior either: it is not a measurement.
 func (e *EWMA) ObserveAtLeast(rtt float64, now int64, tau float64) {
 	e.mu.Lock()
 	if rtt > math.Float64frombits(e.est.Load()) {
+		primed := e.primed
 		e.observeLocked(rtt, now, tau)
+		e.primed = primed
 	}
 	e.mu.Unlock()
 }
@@ -96,8 +105,9 @@ func (e *EWMA) ObserveAtLeast(rtt float64, now int64, tau float64) {
 func (e *EWMA) observeLocked(rtt float64, now int64, tau float64) {
 	est := math.Float64frombits(e.est.Load())
 	stamp := e.stamp.Load()
-	if rtt > est {
-		est = rtt // the peak: jump to it
+	if rtt > est || !e.primed {
+		est = rtt // the peak, or the first measurement: take it
+		e.primed = true
 	} else {
 		d := now - stamp
 		if d < 0 {

@@ -65,20 +65,26 @@ func TestEWMA(t *testing.T) {
 	if got := e.Estimate(0, tau); !near(got, 30*ms) {
 		t.Fatalf("initial estimate = %v, want 30ms", got)
 	}
-	// Below the estimate: blended with weight exp(-1s/10s) on the old value.
+	// The first sample replaces the prior, even below it.
 	e.Observe(10*ms, sec, tau)
+	if got := e.Estimate(sec, tau); !near(got, 10*ms) {
+		t.Fatalf("after the first sample: %v, want 10ms", got)
+	}
+	// Below the estimate: blended with weight exp(-1s/10s) on the old value.
+	e.Observe(5*ms, 2*sec, tau)
 	w := math.Exp(-0.1)
-	want := 30*ms*w + 10*ms*(1-w)
-	if got := e.Estimate(sec, tau); !near(got, want) {
+	want := 10*ms*w + 5*ms*(1-w)
+	if got := e.Estimate(2*sec, tau); !near(got, want) {
 		t.Fatalf("after a low sample: %v, want %v", got, want)
 	}
+	sec := 2 * sec // the clock now stands at 2s
 	// Above the estimate: the peak is taken at once.
 	e.Observe(50*ms, sec, tau)
 	if got := e.Estimate(sec, tau); !near(got, 50*ms) {
 		t.Fatalf("after a peak: %v, want 50ms", got)
 	}
 	// Between samples the estimate decays by exp(-elapsed/tau).
-	if got := e.Estimate(sec+10*sec, tau); !near(got, 50*ms*math.Exp(-1)) {
+	if got := e.Estimate(sec+int64(tau), tau); !near(got, 50*ms*math.Exp(-1)) {
 		t.Fatalf("after tau: %v, want %v", got, 50*ms*math.Exp(-1))
 	}
 	// Same-instant samples below the estimate do not move it (w = 1).
@@ -139,7 +145,7 @@ func TestDoneAccounting(t *testing.T) {
 		wantFailures uint64
 		wantEstimate time.Duration
 	}{
-		{"success blends", nil, 10 * time.Millisecond, 0, 0}, // computed below
+		{"first success replaces the default", nil, 10 * time.Millisecond, 0, 10 * time.Millisecond},
 		{"UNAVAILABLE is penalised", unavailable, time.Millisecond, 1, time.Second},
 		{"slow UNAVAILABLE keeps its duration", unavailable, 3 * time.Second, 1, 3 * time.Second},
 		{"plain error counts as UNKNOWN, a latency sample", errors.New("x"), 40 * time.Millisecond, 0, 40 * time.Millisecond},
@@ -169,10 +175,6 @@ func TestDoneAccounting(t *testing.T) {
 			want := float64(tc.wantEstimate)
 			if tc.name == "CANCELLED below estimate is ignored" {
 				want *= math.Exp(-float64(tc.elapsed) / tau) // not a sample: only decay
-			}
-			if tc.wantEstimate == 0 {
-				w := math.Exp(-float64(tc.elapsed) / tau)
-				want = 30*ms*w + float64(tc.elapsed)*(1-w)
 			}
 			if got := ep.ewma.Estimate(clk.now, tau); !near(got, want) {
 				t.Fatalf("estimate = %v, want %v", time.Duration(got), time.Duration(want))
@@ -372,8 +374,9 @@ func TestSyncKeepsCountersAndDropsLeavers(t *testing.T) {
 		t.Fatalf("Sync: all %v ready %v", all, ready)
 	}
 	b := ready[0].EP
+	done := pickDone(t, tr, &ready[0], nil)
 	clk.now += int64(5 * time.Millisecond)
-	pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{})
+	done(balancer.DoneInfo{})
 	// A picker rebuild keeps b's counters; a leaves, c arrives.
 	all, _ = tr.Sync([]endpointsharding.ChildState{
 		child("b", connectivity.TransientFailure, &fakePicker{}),
@@ -445,4 +448,14 @@ type pfPicker struct{}
 
 func (pfPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 	return balancer.PickResult{}, nil
+}
+
+func TestEWMAPriorSurvivesCensoredSamples(t *testing.T) {
+	var e EWMA
+	e.Init(30*ms, 0)
+	e.ObserveAtLeast(50*ms, sec, tau) // at least 50ms: raises, but measures nothing
+	e.Observe(2*ms, sec, tau)         // so the first real sample still replaces it
+	if got := e.Estimate(sec, tau); !near(got, 2*ms) {
+		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
+	}
 }

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 )
 
 // FullMethod is the one method of the test service.
@@ -133,6 +135,28 @@ func WaitReady(tb testing.TB, cc *grpc.ClientConn) {
 		if !cc.WaitForStateChange(ctx, s) {
 			tb.Fatalf("channel not READY: %v", s)
 		}
+	}
+}
+
+// WaitAllReady waits until sink reports n endpoints, all READY.
+func WaitAllReady(tb testing.TB, sink *lbstats.Sink, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		eps := sink.Endpoints()
+		ready := 0
+		for _, e := range eps {
+			if e.State == connectivity.Ready {
+				ready++
+			}
+		}
+		if len(eps) == n && ready == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("endpoints not all READY: %+v", eps)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

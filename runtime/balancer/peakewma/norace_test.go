@@ -1,0 +1,5 @@
+//go:build !race
+
+package peakewma
+
+const raceEnabled = false

@@ -1,0 +1,134 @@
+package peakewma
+
+import (
+	"context"
+	rand "math/rand/v2"
+	"testing"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
+	"github.com/lbclient/lbclient/runtime/internal/callinfo"
+)
+
+// scPicker stands for a pickfirst child: it returns its SubConn.
+type scPicker struct{ sc balancer.SubConn }
+
+func (p scPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{SubConn: p.sc}, nil
+}
+
+type fakeSubConn struct {
+	balancer.SubConn
+	addr string
+}
+
+// newTestPicker builds the policy's picker over READY endpoints addrs with
+// a fake clock (returned) and seeded randomness.
+func newTestPicker(t *testing.T, addrs ...string) (*picker, *int64) {
+	t.Helper()
+	now := new(int64)
+	tr := lbcore.NewTracker(func() int64 { return *now }, rand.New(rand.NewPCG(1, 2)).Uint64)
+	var cs []endpointsharding.ChildState
+	for _, a := range addrs {
+		cs = append(cs, endpointsharding.ChildState{
+			Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}},
+			State:    balancer.State{ConnectivityState: connectivity.Ready, Picker: scPicker{&fakeSubConn{addr: a}}},
+		})
+	}
+	all, ready := tr.Sync(cs)
+	return pickerBuilder{}.Build(defaultConfig(), tr, all, ready).(*picker), now
+}
+
+func addrOf(res balancer.PickResult) string { return res.SubConn.(*fakeSubConn).addr }
+
+func TestPickerAvoidsSlowAndBusy(t *testing.T) {
+	p, now := newTestPicker(t, "fast", "slow", "busy")
+	info := balancer.PickInfo{Ctx: context.Background()}
+	// Teach the picker: one response each, "slow" at 50ms, the others 1ms.
+	for _, a := range []string{"fast", "slow", "busy"} {
+		for _, c := range p.ready {
+			if c.EP.Addr == a {
+				res, err := p.t.Pick(&c, info, *now, nil, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lat := int64(1e6)
+				if a == "slow" {
+					lat = 50e6
+				}
+				*now += lat
+				res.Done(balancer.DoneInfo{})
+			}
+		}
+	}
+	// "busy" holds 100 calls; they stay in flight.
+	for _, c := range p.ready {
+		if c.EP.Addr == "busy" {
+			for range 100 {
+				if _, err := p.t.Pick(&c, info, *now, nil, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	count := map[string]int{}
+	for range 3000 {
+		res, err := p.Pick(info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count[addrOf(res)]++
+		*now += 1e6
+		res.Done(balancer.DoneInfo{})
+	}
+	// P2C with distinct draws: the costliest endpoint is never chosen, the
+	// cheapest is chosen whenever drawn (2/3 of draws), the middle one when
+	// drawn with the costliest (1/3).
+	if count["busy"] != 0 {
+		t.Errorf("busy endpoint got %d calls, want 0", count["busy"])
+	}
+	if f := float64(count["fast"]) / 3000; f < 0.6 || f > 0.73 {
+		t.Errorf("fast endpoint got %.0f%% of calls, want about 67%%", 100*f)
+	}
+}
+
+func TestPickerHedgedCallAvoidsTried(t *testing.T) {
+	p, _ := newTestPicker(t, "a", "b", "c", "d")
+	for range 100 {
+		a := new(callinfo.Attempts)
+		a.Add("a")
+		a.Add("b")
+		res, err := p.Pick(balancer.PickInfo{Ctx: callinfo.WithAttempts(context.Background(), a)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := addrOf(res)
+		if got == "a" || got == "b" {
+			t.Fatalf("hedged attempt went to tried endpoint %s", got)
+		}
+		if tried := a.Addrs(); len(tried) != 3 || tried[2] != got {
+			t.Fatalf("attempts = %v, want the pick (%s) added", tried, got)
+		}
+		res.Done(balancer.DoneInfo{})
+	}
+}
+
+func TestPickerAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items on purpose under the race detector")
+	}
+	p, _ := newTestPicker(t, "a", "b", "c")
+	ctx, cancel := context.WithCancel(callinfo.WithHashKey(context.Background(), "k"))
+	defer cancel()
+	info := balancer.PickInfo{FullMethodName: "/s/m", Ctx: ctx}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		res, _ := p.Pick(info)
+		res.Done(balancer.DoneInfo{})
+	}); allocs != 0 {
+		t.Fatalf("Pick+Done: %v allocations, want 0", allocs)
+	}
+}
