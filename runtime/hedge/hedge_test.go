@@ -306,14 +306,8 @@ func TestDeadlineBoundsAllAttempts(t *testing.T) {
 	if status.Code(got.err) != codes.DeadlineExceeded {
 		t.Fatalf("call error = %v, want DeadlineExceeded", got.err)
 	}
-	for {
-		select {
-		case tm := <-ft.timers:
-			tm.fire()
-			continue
-		default:
-		}
-		break
+	for len(ft.timers) > 0 {
+		(<-ft.timers).fire() // after the deadline: none may start an attempt
 	}
 	c := counters(hi)
 	if c.ExtraAttempts > 1 {
@@ -645,6 +639,70 @@ func TestAdaptiveDelayLearnsFromFirstAttempts(t *testing.T) {
 	if n != 2 {
 		t.Errorf("estimator has %d samples, want 2", n)
 	}
+}
+
+func TestPassThroughDoesNotAllocate(t *testing.T) {
+	hi := newInterceptor(t, Policy{MaxAttempts: 2, Delay: time.Hour})
+	intercept := hi.UnaryClientInterceptor()
+	ctx := t.Context()
+	req, out := wrapperspb.String("hi"), new(wrapperspb.StringValue)
+	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	opts := []grpc.CallOption{grpc.WaitForReady(true)}
+	allocs := testing.AllocsPerRun(100, func() {
+		intercept(ctx, "/hedgetest.Echo/Unhedged", req, out, nil, invoker, opts...)
+	})
+	if allocs != 0 {
+		t.Errorf("pass-through call allocates %v times, want 0", allocs)
+	}
+}
+
+// TestConcurrentCalls runs many calls at once on the real clock, a quarter
+// of them slow on their first attempt, and checks what must hold however
+// the timers fall: every call succeeds, and the budget bounds the hedges.
+func TestConcurrentCalls(t *testing.T) {
+	fleetSize.Store(3)
+	t.Cleanup(func() { fleetSize.Store(0) })
+	f := startFleet(t, 3, func(ctx context.Context, a arrival, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		if a.n%4 == 0 {
+			select {
+			case <-ctx.Done():
+				return nil, status.FromContextError(ctx.Err()).Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		return reply(a, in)
+	})
+	f.quiet.Store(true)
+	const calls = 200
+	hi := newInterceptor(t, Policy{MaxAttempts: 3, Delay: time.Millisecond, NonFatalCodes: []codes.Code{codes.Unavailable}})
+	cc := dial(t, f, hi)
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for i := range calls {
+		wg.Go(func() {
+			if got := echo(ctx, cc, fmt.Sprint(i)); got.err != nil {
+				errs <- got.err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("call failed: %v", err)
+	}
+	c := hi.Stats().Counters
+	if c.Calls != calls {
+		t.Errorf("Calls = %d, want %d", c.Calls, calls)
+	}
+	if limit := uint64(DefaultBudgetBurst + DefaultBudgetRatio*calls); c.ExtraAttempts > limit {
+		t.Errorf("ExtraAttempts = %d, want at most burst + ratio×calls = %d", c.ExtraAttempts, limit)
+	}
+	if c.HedgeWins > c.Hedged || c.Hedged > c.ExtraAttempts {
+		t.Errorf("counters %+v: want HedgeWins ≤ Hedged ≤ ExtraAttempts", c)
+	}
+	t.Logf("%+v", c)
 }
 
 func TestNonProtoReplyPassesThrough(t *testing.T) {
