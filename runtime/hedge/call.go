@@ -278,7 +278,9 @@ func (c *call) splitOptions() {
 func (c *call) optsFor(k int) []grpc.CallOption {
 	o := c.outs
 	if o == nil || len(o.headers)+len(o.trailers)+len(o.peers) == 0 {
-		return c.opts
+		// Capped, so that an interceptor down the chain that appends to
+		// its options copies them instead of racing with other attempts.
+		return c.opts[:len(c.opts):len(c.opts)]
 	}
 	a := &o.perAttempt[k]
 	opts := make([]grpc.CallOption, len(c.opts), len(c.opts)+3)
