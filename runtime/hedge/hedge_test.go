@@ -720,3 +720,32 @@ func TestNonProtoReplyPassesThrough(t *testing.T) {
 		t.Errorf("invoker ran %d times, Calls = %d; want 1 and 0", calls, hi.Stats().Calls)
 	}
 }
+
+// TestAttemptsDoNotShareSpareCapacity: an interceptor down the chain that
+// appends to its options must not make the attempts write to one array
+// (the race detector reports it if they do).
+func TestAttemptsDoNotShareSpareCapacity(t *testing.T) {
+	ft := useFakeTimers(t)
+	var f *fleet
+	f = startFleet(t, 1, func(ctx context.Context, a arrival, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		if a.n == 1 {
+			return f.blockUntilCanceled(ctx, a)
+		}
+		return reply(a, in)
+	})
+	appendOpt := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		opts = append(opts, grpc.MaxCallRecvMsgSize(1<<20))
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	hi := newInterceptor(t, Policy{MaxAttempts: 2, Delay: time.Second})
+	cc := dial(t, f, hi, appendOpt)
+
+	opts := make([]grpc.CallOption, 1, 8)
+	opts[0] = grpc.WaitForReady(false)
+	res := goEcho(t.Context(), cc, "hi", opts...)
+	f.waitArrival(t)
+	ft.next(t).fire()
+	if got := recv(t, res, "call result"); got.err != nil {
+		t.Fatal(got.err)
+	}
+}
