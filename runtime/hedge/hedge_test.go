@@ -733,9 +733,18 @@ func TestAttemptsDoNotShareSpareCapacity(t *testing.T) {
 		}
 		return reply(a, in)
 	})
+	// Each attempt appends its own mark, and checks after its call that the
+	// mark is still there: the first attempt's call lasts until the hedge
+	// has appended its own.
+	var marks, overwritten atomic.Int64
 	appendOpt := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		opts = append(opts, grpc.MaxCallRecvMsgSize(1<<20))
-		return invoker(ctx, method, req, reply, cc, opts...)
+		mark := 1<<20 + int(marks.Add(1))
+		opts = append(opts, grpc.MaxCallRecvMsgSize(mark))
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if opts[len(opts)-1].(grpc.MaxRecvMsgSizeCallOption).MaxRecvMsgSize != mark {
+			overwritten.Add(1)
+		}
+		return err
 	}
 	hi := newInterceptor(t, Policy{MaxAttempts: 2, Delay: time.Second})
 	cc := dial(t, f, hi, appendOpt)
@@ -747,5 +756,8 @@ func TestAttemptsDoNotShareSpareCapacity(t *testing.T) {
 	ft.next(t).fire()
 	if got := recv(t, res, "call result"); got.err != nil {
 		t.Fatal(got.err)
+	}
+	if n := overwritten.Load(); n != 0 {
+		t.Errorf("%d attempts found their options overwritten by another", n)
 	}
 }
