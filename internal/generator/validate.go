@@ -1,0 +1,406 @@
+package generator
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	lbclientv1 "github.com/lbclient/lbclient/gen/lbclient/v1"
+)
+
+// This file is the first step of generation: descriptors → rules. It reads
+// the annotations, checks every rule and returns the rules in the
+// generator's own types; the second step turns only valid rules into code.
+
+// The annotations' names as a .proto file writes them, for error messages.
+const (
+	serviceOption  = "(lbclient.v1.service)"
+	methodOption   = "(lbclient.v1.method)"
+	defaultsOption = serviceOption + ".defaults"
+)
+
+// Bounds of the rules: gRFC A6 for attempts (grpc clamps above 5 silently;
+// lbclient says so instead) and for retry throttling's bucket.
+const (
+	minAttempts  = 2
+	maxAttempts  = 5
+	minMaxTokens = 1
+	maxMaxTokens = 1000
+)
+
+// codeNames maps the canonical status code names, as the annotations and
+// grpc's service config write them, to the constants of package codes.
+var codeNames = map[string]string{
+	"OK":                  "OK",
+	"CANCELLED":           "Canceled",
+	"UNKNOWN":             "Unknown",
+	"INVALID_ARGUMENT":    "InvalidArgument",
+	"DEADLINE_EXCEEDED":   "DeadlineExceeded",
+	"NOT_FOUND":           "NotFound",
+	"ALREADY_EXISTS":      "AlreadyExists",
+	"PERMISSION_DENIED":   "PermissionDenied",
+	"RESOURCE_EXHAUSTED":  "ResourceExhausted",
+	"FAILED_PRECONDITION": "FailedPrecondition",
+	"ABORTED":             "Aborted",
+	"OUT_OF_RANGE":        "OutOfRange",
+	"UNIMPLEMENTED":       "Unimplemented",
+	"INTERNAL":            "Internal",
+	"UNAVAILABLE":         "Unavailable",
+	"DATA_LOSS":           "DataLoss",
+	"UNAUTHENTICATED":     "Unauthenticated",
+}
+
+// policyNames maps the numbers of the lbclient.v1.Policy enum to the
+// runtime.Policy constants; unspecified maps to "".
+var policyNames = map[lbclientv1.Policy]string{
+	lbclientv1.Policy_POLICY_UNSPECIFIED:   "",
+	lbclientv1.Policy_PICK_FIRST:           "PickFirst",
+	lbclientv1.Policy_ROUND_ROBIN:          "RoundRobin",
+	lbclientv1.Policy_LEAST_REQUEST:        "LeastRequest",
+	lbclientv1.Policy_WEIGHTED_ROUND_ROBIN: "WeightedRoundRobin",
+	lbclientv1.Policy_PEAK_EWMA:            "PeakEWMA",
+	lbclientv1.Policy_CONSISTENT_HASH:      "ConsistentHash",
+}
+
+// checker collects the errors about one subject: a service or a method of
+// one file. Each error names the file, the subject, the field as the .proto
+// writes it, and the bad value.
+type checker struct {
+	file    string // path of the .proto file
+	subject string // "service pkg.Service" or "method pkg.Service.Method"
+	errs    *[]error
+}
+
+func (c checker) errorf(field, format string, args ...any) {
+	*c.errs = append(*c.errs, fmt.Errorf("%s: %s: %s: %s", c.file, c.subject, field, fmt.Sprintf(format, args...)))
+}
+
+// duration parses a duration field; an empty one is 0 unless required.
+func (c checker) duration(field, s string, required bool, example string) time.Duration {
+	if s == "" {
+		if required {
+			c.errorf(field, "missing: want a duration such as %q", example)
+		}
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		c.errorf(field, "invalid duration %q", s)
+		return 0
+	case d <= 0:
+		c.errorf(field, "duration %q is not greater than zero", s)
+		return 0
+	}
+	return d
+}
+
+// codes parses a list of status code names.
+func (c checker) codes(field string, names []string) []string {
+	var out []string
+	for _, name := range names {
+		goName, ok := codeNames[name]
+		switch {
+		case !ok:
+			c.errorf(field, "unknown status code %q", name)
+		case name == "OK":
+			c.errorf(field, "status code %q is not a failure", name)
+		case !slices.Contains(out, goName):
+			out = append(out, goName)
+		}
+	}
+	return out
+}
+
+// attempts checks a max_attempts field.
+func (c checker) attempts(field string, n uint32) int {
+	if n < minAttempts || n > maxAttempts {
+		c.errorf(field, "%q is outside [%d, %d]", strconv.FormatUint(uint64(n), 10), minAttempts, maxAttempts)
+	}
+	return int(n)
+}
+
+// positive checks a field that must be a finite number greater than zero.
+func (c checker) positive(field string, v float64) float64 {
+	if !(v > 0) || math.IsInf(v, 0) {
+		c.errorf(field, "%q is not a finite number greater than zero", strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	return v
+}
+
+// methodRules parses a MethodRules message: a method's annotation or the
+// service defaults. prefix is its field name.
+func (c checker) methodRules(prefix string, pb *lbclientv1.MethodRules) methodAnnotation {
+	var a methodAnnotation
+	a.rules.Timeout = c.duration(prefix+".timeout", pb.GetTimeout(), false, "")
+	a.rules.WaitForReady = pb.GetWaitForReady()
+	a.hasWaitForReady = pb != nil && pb.WaitForReady != nil
+	if r := pb.GetRetry(); r != nil {
+		a.rules.Retry = &retryPolicy{
+			MaxAttempts:       c.attempts(prefix+".retry.max_attempts", r.GetMaxAttempts()),
+			InitialBackoff:    c.duration(prefix+".retry.initial_backoff", r.GetInitialBackoff(), true, "100ms"),
+			MaxBackoff:        c.duration(prefix+".retry.max_backoff", r.GetMaxBackoff(), true, "1s"),
+			BackoffMultiplier: c.positive(prefix+".retry.backoff_multiplier", r.GetBackoffMultiplier()),
+			RetryableCodes:    c.codes(prefix+".retry.retryable_codes", r.GetRetryableCodes()),
+		}
+		if len(r.GetRetryableCodes()) == 0 {
+			c.errorf(prefix+".retry.retryable_codes", "empty: name at least one status code, such as %q", "UNAVAILABLE")
+		}
+	}
+	if h := pb.GetHedging(); h != nil {
+		a.rules.Hedging = &hedgingPolicy{
+			MaxAttempts:   c.attempts(prefix+".hedging.max_attempts", h.GetMaxAttempts()),
+			NonFatalCodes: c.codes(prefix+".hedging.non_fatal_codes", h.GetNonFatalCodes()),
+		}
+		a.rules.Hedging.Delay, a.rules.Hedging.DelayPercentile = c.hedgingDelay(prefix+".hedging.delay", h.GetDelay())
+	}
+	if a.rules.Retry != nil && a.rules.Hedging != nil {
+		c.errorf(prefix, "retry and hedging are both set: a method retries or hedges, not both")
+	}
+	if p := pb.GetHashKey(); p != "" {
+		if !validHashKeySyntax(p) {
+			c.errorf(prefix+".hash_key", "%q is not a dotted path of field names", p)
+		}
+		a.rules.HashKey = p
+	}
+	return a
+}
+
+// hedgingDelay parses a hedging delay: a duration ("50ms") or a percentile
+// of recent latency, "pNN" or "pNN.N" with 0 < NN < 100.
+func (c checker) hedgingDelay(field, s string) (time.Duration, float64) {
+	if s == "" {
+		c.errorf(field, "missing: want a duration such as %q or a percentile such as %q", "50ms", "p95")
+		return 0, 0
+	}
+	if rest, ok := strings.CutPrefix(s, "p"); ok {
+		if p, ok := parsePercentile(rest); ok {
+			return 0, p
+		}
+		c.errorf(field, "invalid percentile %q: want p1 to p99.9, such as %q", s, "p95")
+		return 0, 0
+	}
+	return c.duration(field, s, true, "50ms"), 0
+}
+
+// parsePercentile parses "NN" or "NN.N" with 0 < NN < 100.
+func parsePercentile(s string) (float64, bool) {
+	whole, frac, hasFrac := strings.Cut(s, ".")
+	if whole == "" || len(whole) > 2 || !allDigits(whole) || (hasFrac && (len(frac) != 1 || !allDigits(frac))) {
+		return 0, false
+	}
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(p > 0 && p < 100) {
+		return 0, false
+	}
+	return p, true
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget reports whether grpc.NewClient would accept target's syntax:
+// it parses target as a URL and, failing that or for a scheme without a
+// resolver, parses "dns:///" + target. Which schemes have resolvers is known
+// only at run time, so only a target that neither parse accepts is invalid.
+func validTarget(target string) bool {
+	if _, err := url.Parse(target); err == nil {
+		return true
+	}
+	_, err := url.Parse("dns:///" + target)
+	return err == nil
+}
+
+// buildService reads and checks the annotations of s and of its methods.
+func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serviceModel {
+	path := file.Desc.Path()
+	sc := checker{file: path, subject: "service " + string(s.Desc.FullName()), errs: errs}
+	model := &serviceModel{svc: s}
+
+	for _, clash := range goNameClashes(s) {
+		var names []string
+		for _, m := range clash {
+			names = append(names, strconv.Quote(string(m.Desc.Name())))
+		}
+		*errs = append(*errs, fmt.Errorf("%s: %s: methods %s all have the Go name %q: rename all but one",
+			path, sc.subject, strings.Join(names, ", "), clash[0].GoName))
+	}
+
+	ann := serviceAnnotation(s)
+	r := &model.rules
+	if t := ann.GetDefaultTarget(); t != "" {
+		if !validTarget(t) {
+			sc.errorf(serviceOption+".default_target", "invalid target %q", t)
+		}
+		r.DefaultTarget = t
+	}
+	if name, ok := policyNames[ann.GetPolicy()]; ok {
+		r.Policy = name
+	} else {
+		sc.errorf(serviceOption+".policy", "unknown policy %q", strconv.Itoa(int(ann.GetPolicy())))
+	}
+	r.HealthCheckService = ann.GetHealthCheckService()
+	r.Defaults = sc.methodRules(defaultsOption, ann.GetDefaults()).rules
+	if r.Defaults.Hedging != nil {
+		sc.errorf(defaultsOption+".hedging", "hedging is only for idempotent unary methods: set it on each such method")
+	}
+	if t := ann.GetRetryThrottling(); t != nil {
+		if n := t.GetMaxTokens(); n < minMaxTokens || n > maxMaxTokens {
+			sc.errorf(serviceOption+".retry_throttling.max_tokens", "%q is outside [%d, %d]", strconv.FormatUint(uint64(n), 10), minMaxTokens, maxMaxTokens)
+		}
+		r.RetryThrottling = &retryThrottling{
+			MaxTokens:  int(t.GetMaxTokens()),
+			TokenRatio: sc.positive(serviceOption+".retry_throttling.token_ratio", t.GetTokenRatio()),
+		}
+	}
+
+	for _, m := range s.Methods {
+		model.methods = append(model.methods, buildMethod(path, m, r.Defaults, errs))
+	}
+	return model
+}
+
+// buildMethod reads and checks the annotation of m and merges it over the
+// service defaults.
+func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]error) *methodModel {
+	mc := checker{file: path, subject: "method " + string(m.Desc.FullName()), errs: errs}
+	model := &methodModel{m: m}
+	singleRequest := !m.Desc.IsStreamingClient()
+
+	ann, annotated := methodAnnotationOf(m)
+	var rules methodRules
+	if annotated {
+		a := mc.methodRules(methodOption, ann)
+		if h := a.rules.Hedging; h != nil {
+			switch {
+			case isStreaming(m):
+				mc.errorf(methodOption+".hedging", "hedging is only for unary methods, and %s is %s", m.Desc.Name(), streamKind(m))
+			case !idempotent(m):
+				mc.errorf(methodOption+".hedging", "hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and the method's is %q", idempotencyLevel(m).String())
+			}
+		}
+		if a.rules.HashKey != "" && !singleRequest {
+			mc.errorf(methodOption+".hash_key", "%q on a %s method: a hash key is read from the one request of a unary or server-streaming method", a.rules.HashKey, streamKind(m))
+		}
+		rules = merge(defaults, a)
+		model.rules = &rules
+	} else {
+		rules = defaults
+	}
+
+	// The defaults' hash key applies to every method with one request that
+	// has none of its own; methods that stream requests go without.
+	if !singleRequest {
+		if model.rules != nil {
+			model.rules.HashKey = ""
+		}
+		return model
+	}
+	if p := rules.HashKey; p != "" && validHashKeySyntax(p) {
+		field := methodOption + ".hash_key"
+		if !annotated || ann.GetHashKey() == "" {
+			field = defaultsOption + ".hash_key"
+		}
+		fields, problem := resolveHashKey(m.Input, p)
+		if problem != "" {
+			mc.errorf(field, "%q: %s", p, problem)
+		}
+		model.hashKey, model.hashKeyPath = fields, p
+	}
+	return model
+}
+
+// streamKind describes how m streams.
+func streamKind(m *protogen.Method) string {
+	switch {
+	case m.Desc.IsStreamingClient() && m.Desc.IsStreamingServer():
+		return "bidi-streaming"
+	case m.Desc.IsStreamingClient():
+		return "client-streaming"
+	case m.Desc.IsStreamingServer():
+		return "server-streaming"
+	}
+	return "unary"
+}
+
+func idempotencyLevel(m *protogen.Method) descriptorpb.MethodOptions_IdempotencyLevel {
+	opts, _ := m.Desc.Options().(*descriptorpb.MethodOptions)
+	return opts.GetIdempotencyLevel()
+}
+
+func idempotent(m *protogen.Method) bool {
+	switch idempotencyLevel(m) {
+	case descriptorpb.MethodOptions_IDEMPOTENT, descriptorpb.MethodOptions_NO_SIDE_EFFECTS:
+		return true
+	}
+	return false
+}
+
+// serviceAnnotation returns the (lbclient.v1.service) option of s, or nil.
+func serviceAnnotation(s *protogen.Service) *lbclientv1.ServiceRules {
+	opts, _ := s.Desc.Options().(*descriptorpb.ServiceOptions)
+	if opts = resolveOptions(opts); opts == nil || !proto.HasExtension(opts, lbclientv1.E_Service) {
+		return nil
+	}
+	r, _ := proto.GetExtension(opts, lbclientv1.E_Service).(*lbclientv1.ServiceRules)
+	return r
+}
+
+// methodAnnotationOf returns the (lbclient.v1.method) option of m, and
+// whether m has one.
+func methodAnnotationOf(m *protogen.Method) (*lbclientv1.MethodRules, bool) {
+	opts, _ := m.Desc.Options().(*descriptorpb.MethodOptions)
+	if opts = resolveOptions(opts); opts == nil || !proto.HasExtension(opts, lbclientv1.E_Method) {
+		return nil, false
+	}
+	r, _ := proto.GetExtension(opts, lbclientv1.E_Method).(*lbclientv1.MethodRules)
+	return r, r != nil
+}
+
+// resolveOptions returns opts with its extensions parsed. Options decoded
+// without lbclient's extensions registered keep them as unknown fields;
+// those are decoded again here.
+func resolveOptions[T proto.Message](opts T) T {
+	var zero T
+	if !opts.ProtoReflect().IsValid() {
+		return zero
+	}
+	if len(opts.ProtoReflect().GetUnknown()) == 0 {
+		return opts
+	}
+	b, err := proto.Marshal(opts)
+	if err != nil {
+		return opts
+	}
+	fresh := opts.ProtoReflect().New().Interface().(T)
+	if err := (proto.UnmarshalOptions{Resolver: protoregistry.GlobalTypes}).Unmarshal(b, fresh); err != nil {
+		return opts
+	}
+	return fresh
+}
+
+// validHashKeySyntax reports whether p is a dotted path of names.
+func validHashKeySyntax(p string) bool {
+	for seg := range strings.SplitSeq(p, ".") {
+		if !protoreflect.Name(seg).IsValid() {
+			return false
+		}
+	}
+	return true
+}
