@@ -30,11 +30,12 @@ import (
 // sample's stamp. Writers (Done) serialise on a mutex private to the
 // endpoint.
 type EWMA struct {
-	mu     sync.Mutex    // serialises writers
-	primed bool          // a sample has been observed; guarded by mu
-	seq    atomic.Uint64 // odd while a writer publishes
-	est    atomic.Uint64 // math.Float64bits of the estimate, in ns
-	stamp  atomic.Int64  // clock reading of the last sample, in ns
+	mu      sync.Mutex    // serialises writers
+	primed  bool          // a sample has been observed; guarded by mu
+	sampled atomic.Bool   // primed, for lock-free readers
+	seq     atomic.Uint64 // odd while a writer publishes
+	est     atomic.Uint64 // math.Float64bits of the estimate, in ns
+	stamp   atomic.Int64  // clock reading of the last sample, in ns
 }
 
 // Init sets the estimate to rtt as of now, without regard to the previous
@@ -42,6 +43,7 @@ type EWMA struct {
 func (e *EWMA) Init(rtt float64, now int64) {
 	e.mu.Lock()
 	e.primed = false
+	e.sampled.Store(false)
 	e.publish(rtt, now)
 	e.mu.Unlock()
 }
@@ -69,6 +71,10 @@ func (e *EWMA) load() (float64, int64) {
 		runtime.Gosched()
 	}
 }
+
+// Sampled reports whether the estimate rests on a measurement rather than
+// on the prior given to Init.
+func (e *EWMA) Sampled() bool { return e.sampled.Load() }
 
 // Estimate returns the estimate as of now, decayed since the last sample
 // with time constant tau (ns).
@@ -98,6 +104,7 @@ func (e *EWMA) ObserveAtLeast(rtt float64, now int64, tau float64) {
 		primed := e.primed
 		e.observeLocked(rtt, now, tau)
 		e.primed = primed
+		e.sampled.Store(primed)
 	}
 	e.mu.Unlock()
 }
@@ -108,6 +115,7 @@ func (e *EWMA) observeLocked(rtt float64, now int64, tau float64) {
 	if rtt > est || !e.primed {
 		est = rtt // the peak, or the first measurement: take it
 		e.primed = true
+		e.sampled.Store(true)
 	} else {
 		d := now - stamp
 		if d < 0 {

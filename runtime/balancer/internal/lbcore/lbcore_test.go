@@ -247,10 +247,10 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
-	ready[0].EP.ewma.Init(10*ms, 0) // a: 10ms, idle: cost 10
-	ready[1].EP.ewma.Init(2*ms, 0)  // b: 2ms, 9 in flight: cost 20
+	ready[0].EP.ewma.Observe(10*ms, 0, tau) // a: 10ms, idle: cost 10
+	ready[1].EP.ewma.Observe(2*ms, 0, tau)  // b: 2ms, 9 in flight: cost 20
 	ready[1].EP.inFlight.Store(9)
-	ready[2].EP.ewma.Init(4*ms, 0) // c: 4ms, 1 in flight: cost 8
+	ready[2].EP.ewma.Observe(4*ms, 0, tau) // c: 4ms, 1 in flight: cost 8
 	ready[2].EP.inFlight.Store(1)
 	tests := []struct {
 		i, j uint64 // the draw: i from the low word, j from the high word
@@ -298,7 +298,7 @@ func TestAvoidSet(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
-	ready[2].EP.ewma.Init(0.001*ms, 0) // c is by far the cheapest
+	ready[2].EP.ewma.Observe(0.001*ms, 0, tau) // c is by far the cheapest
 	for range 200 {
 		a := new(callinfo.Attempts)
 		a.Add("c")
@@ -457,5 +457,27 @@ func TestEWMAPriorSurvivesCensoredSamples(t *testing.T) {
 	e.Observe(2*ms, sec, tau)         // so the first real sample still replaces it
 	if got := e.Estimate(sec, tau); !near(got, 2*ms) {
 		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
+	}
+}
+
+func TestUnsampledEndpointIsProbedOneCallAtATime(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 9)
+	_, ready := tr.Sync([]endpointsharding.ChildState{
+		child("old", connectivity.Ready, &fakePicker{}),
+		child("new", connectivity.Ready, &fakePicker{}),
+	})
+	old, nw := &ready[1], &ready[0] // sorted by address: "new" < "old"
+	old.EP.ewma.Observe(1*ms, 0, tau)
+	old.EP.inFlight.Store(3) // old costs 1ms × 4 = 4ms
+	// Idle and never measured: free, so it gets the next call at once.
+	if got := tr.ChooseP2C(ready, 0, tau, nil); &ready[got] != nw {
+		t.Fatal("idle new endpoint not probed")
+	}
+	pickDone(t, tr, nw, nil) // the probe is out: 30ms × 1 > 4ms
+	for range 20 {
+		if got := tr.ChooseP2C(ready, 0, tau, nil); &ready[got] != old {
+			t.Fatal("a second probe went out before the first answered")
+		}
 	}
 }

@@ -16,13 +16,15 @@ const (
 	// Finagle's): long enough to smooth out a single slow call, short enough
 	// that a backend that recovered gets traffic back within tens of seconds.
 	DefaultDecayWindow = 10 * time.Second
-	// DefaultRTT is the estimate an endpoint starts with, before its first
-	// response. 30 ms is linkerd2-proxy's default: pessimistic for in-cluster
-	// RPCs (typically 1-10 ms), so a new endpoint is chosen only against a
-	// busier or slower peer, and since cost is estimate × (in-flight + 1),
-	// each probe in flight makes the next one dearer. New endpoints are
-	// thus probed a few calls at a time rather than flooded, and their
-	// first response replaces the default with a measurement.
+	// DefaultRTT is the prior of an endpoint's latency, before its first
+	// response. 30 ms is linkerd2-proxy's default: pessimistic for
+	// in-cluster RPCs (typically 1-10 ms). Until an endpoint has answered,
+	// its cost is DefaultRTT × in-flight (see Endpoint.Cost): zero while
+	// idle, so a new endpoint gets a probe at once, then 30 ms per call in
+	// flight, so further calls go to it only while its peers are dearer.
+	// New endpoints are thus probed a call or two at a time, never
+	// flooded, and their first response replaces the prior with a
+	// measurement.
 	DefaultRTT = 30 * time.Millisecond
 	// DefaultFailurePenalty is the latency sample a failed call counts as
 	// (or its real duration, if longer), as with Finagle's failure penalty.

@@ -67,9 +67,17 @@ func (e *Endpoint) Estimate(now int64, tau float64) float64 {
 	return max(e.ewma.Estimate(now, tau), minEstimate)
 }
 
-// Cost is the peak-EWMA cost: estimate × (in-flight + 1).
+// Cost is the peak-EWMA cost: estimate × (in-flight + 1). An endpoint
+// that has not answered yet costs its prior (the default RTT) × in-flight:
+// nothing while idle, so every new endpoint is probed at once whatever its
+// peers' latency, and a default RTT per call as soon as a probe is out, so
+// it is not flooded before its first response says what it is worth.
 func (e *Endpoint) Cost(now int64, tau float64) float64 {
-	return e.Estimate(now, tau) * float64(e.inFlight.Load()+1)
+	n := float64(e.inFlight.Load())
+	if !e.ewma.Sampled() {
+		return e.ewma.Estimate(now, tau) * n
+	}
+	return e.Estimate(now, tau) * (n + 1)
 }
 
 // TryAcquire counts one more call in flight on e if e has fewer than limit

@@ -1,0 +1,121 @@
+package consistenthash_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/balancer/leastrequest"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/peer"
+
+	"github.com/lbclient/lbclient/runtime/balancer/consistenthash"
+	"github.com/lbclient/lbclient/runtime/balancer/internal/lbtest"
+	"github.com/lbclient/lbclient/runtime/internal/callinfo"
+	"github.com/lbclient/lbclient/runtime/internal/lbstats"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestE2EKeyAffinityAndStats(t *testing.T) {
+	id, sink, unregister := lbstats.Register()
+	defer unregister()
+	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"statsId":%q}}]}`, consistenthash.Name, id)
+	cc := lbtest.Dial(t, sc, lbtest.Addrs(bs))
+	lbtest.WaitAllReady(t, sink, len(bs))
+
+	const keys, rounds = 100, 5
+	home := map[string]string{}
+	perBackend := map[string]int{}
+	for r := range rounds {
+		for i := range keys {
+			k := fmt.Sprintf("customer-%d", i)
+			ctx, cancel := context.WithTimeout(callinfo.WithHashKey(context.Background(), k), 10*time.Second)
+			var p peer.Peer
+			err := lbtest.Call(ctx, cc, grpc.Peer(&p))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := p.Addr.String()
+			perBackend[got]++
+			if r == 0 {
+				home[k] = got
+			} else if got != home[k] {
+				t.Fatalf("round %d: key %q went to %s, earlier to %s", r, k, got, home[k])
+			}
+		}
+	}
+	if len(perBackend) != len(bs) {
+		t.Errorf("%d keys reached only %d of %d backends: %v", keys, len(perBackend), len(bs), perBackend)
+	}
+
+	eps := sink.Endpoints()
+	if len(eps) != len(bs) {
+		t.Fatalf("sink reports %d endpoints, want %d", len(eps), len(bs))
+	}
+	var picks uint64
+	for _, e := range eps {
+		picks += e.Picks
+		if e.State != connectivity.Ready || e.InFlight != 0 || e.Failures != 0 || e.Latency <= 0 {
+			t.Errorf("endpoint %+v: want READY, idle, no failures, a latency estimate", e)
+		}
+		if int(e.Picks) != perBackend[e.Addr] {
+			t.Errorf("endpoint %s: %d picks, grpc.Peer saw %d calls", e.Addr, e.Picks, perBackend[e.Addr])
+		}
+	}
+	if picks != keys*rounds {
+		t.Errorf("picks total %d, want %d", picks, keys*rounds)
+	}
+	cc.Close()
+	if eps := sink.Endpoints(); eps != nil {
+		t.Errorf("after Close the sink still reports %+v", eps)
+	}
+}
+
+func TestE2EKeylessCallsSpread(t *testing.T) {
+	id, sink, unregister := lbstats.Register()
+	defer unregister()
+	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"statsId":%q}}]}`, consistenthash.Name, id)
+	cc := lbtest.Dial(t, sc, lbtest.Addrs(bs))
+	lbtest.WaitAllReady(t, sink, len(bs))
+	for range 300 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := lbtest.Call(ctx, cc)
+		cancel()
+		if err != nil {
+			t.Fatalf("keyless call: %v", err)
+		}
+	}
+	for _, b := range bs {
+		if b.Calls.Load() == 0 {
+			t.Errorf("backend %s got no keyless call", b.Addr)
+		}
+	}
+}
+
+// BenchmarkPick times Pick and Done of each policy's real picker, built by
+// the real policy inside a real channel over three READY loopback backends
+// and taken from the channel by a recording parent policy. "keyed" calls
+// carry a hash key in their context, "keyless" ones a background context.
+func BenchmarkPick(b *testing.B) {
+	keyed := callinfo.WithHashKey(context.Background(), "customer-42")
+	for _, bc := range []struct {
+		name, policy string
+		ctx          context.Context
+	}{
+		{"round_robin", "round_robin", context.Background()},
+		{"least_request", "least_request_experimental", context.Background()},
+		{"consistent_hash/keyed", consistenthash.Name, keyed},
+		{"consistent_hash/keyless", consistenthash.Name, context.Background()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			lbtest.BenchmarkPick(b, lbtest.PickerOver(b, 3, bc.policy, "{}"), bc.ctx)
+		})
+	}
+}

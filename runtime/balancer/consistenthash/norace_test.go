@@ -1,0 +1,5 @@
+//go:build !race
+
+package consistenthash
+
+const raceEnabled = false
