@@ -81,7 +81,7 @@ func (e *EWMA) Sampled() bool { return e.sampled.Load() }
 func (e *EWMA) Estimate(now int64, tau float64) float64 {
 	est, stamp := e.load()
 	if d := now - stamp; d > 0 {
-		est *= math.Exp(-float64(d) / tau)
+		est *= decay(float64(d) / tau)
 	}
 	return est
 }
@@ -121,11 +121,22 @@ func (e *EWMA) observeLocked(rtt float64, now int64, tau float64) {
 		if d < 0 {
 			d = 0
 		}
-		w := math.Exp(-float64(d) / tau)
+		w := decay(float64(d) / tau)
 		est = est*w + rtt*(1-w)
 	}
 	if now > stamp {
 		stamp = now // Done calls race to the lock; never step back.
 	}
 	e.publish(est, stamp)
+}
+
+// decay returns exp(-x) for x >= 0. On the hot path x = elapsed/tau is
+// tiny (a busy endpoint's stamp is microseconds old, tau is seconds), and
+// below 1/64 a degree-4 Taylor polynomial has a relative error under 1e-11
+// (the first omitted term is x⁵/120) at a fraction of math.Exp's cost.
+func decay(x float64) float64 {
+	if x < 1.0/64 {
+		return 1 - x*(1-x*(0.5-x*(1.0/6-x*(1.0/24))))
+	}
+	return math.Exp(-x)
 }
