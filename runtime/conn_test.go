@@ -87,6 +87,9 @@ func TestEveryPolicyServesCalls(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			ctx := ctxFor(t)
 			conn, c := dial(t, bs, nil, runtime.WithPolicy(p))
+			if p != runtime.PickFirst {
+				waitAllReady(t, conn, len(bs))
+			}
 			per := spread(t, ctx, c, 60)
 			switch p {
 			case runtime.PickFirst:
@@ -94,8 +97,8 @@ func TestEveryPolicyServesCalls(t *testing.T) {
 					t.Errorf("pick_first spread calls over %v, want one backend", per)
 				}
 			case runtime.RoundRobin, runtime.WeightedRoundRobin:
-				// Even turns, give or take the first calls, made while
-				// the backends became ready one by one.
+				// Even turns; weighted_round_robin without load reports
+				// starts from equal weights, give or take a few calls.
 				for _, b := range bs {
 					if n := per[b.Name()]; n < 17 || n > 23 {
 						t.Errorf("calls per backend %v, want 20±3 each", per)
@@ -128,7 +131,10 @@ func TestEveryPolicyServesCalls(t *testing.T) {
 func TestHashKeyKeepsAKeyOnOneBackend(t *testing.T) {
 	bs := startBackends(t, 3)
 	ctx := ctxFor(t)
-	_, c := dial(t, bs, nil, runtime.WithPolicy(runtime.ConsistentHash))
+	conn, c := dial(t, bs, nil, runtime.WithPolicy(runtime.ConsistentHash))
+	// A key whose backend is not ready yet goes elsewhere meanwhile: start
+	// once every backend is.
+	waitAllReady(t, conn, len(bs))
 	for _, key := range []string{"alice", "bob", "carol", "dave"} {
 		kctx := runtime.WithHashKey(ctx, key)
 		per := spread(t, kctx, c, 10)
@@ -265,6 +271,26 @@ func TestHealthCheckStopsCallsToNotServing(t *testing.T) {
 				t.Fatalf("no call reaches %s after it reported SERVING again", sick.Name())
 			}
 		})
+	}
+}
+
+// waitAllReady waits, bounded, until conn has n READY endpoints.
+func waitAllReady(t *testing.T, conn *runtime.Conn, n int) {
+	t.Helper()
+	if err := conn.WaitForReady(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	ok := eventually(func() bool {
+		ready := 0
+		for _, e := range conn.Endpoints() {
+			if e.State == connectivity.Ready {
+				ready++
+			}
+		}
+		return ready == n
+	})
+	if !ok {
+		t.Fatalf("endpoints never all READY: %+v", conn.Endpoints())
 	}
 }
 
