@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dave/jennifer/jen"
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
@@ -38,7 +39,7 @@ type testCase struct {
 	params string
 }
 
-func loadCases(t *testing.T) []testCase {
+func loadCases(t testing.TB) []testCase {
 	t.Helper()
 	dirs, err := os.ReadDir("testdata")
 	if err != nil {
@@ -79,7 +80,7 @@ var (
 // image compiles every case with buf, once per test binary: the cases and
 // lbclient's annotations are staged as the modules of one buf workspace in
 // a temporary directory, which is removed afterwards.
-func image(t *testing.T) *descriptorpb.FileDescriptorSet {
+func image(t testing.TB) *descriptorpb.FileDescriptorSet {
 	t.Helper()
 	imageOnce.Do(func() { imageSet, imageErr = buildImage() })
 	if imageErr != nil {
@@ -139,7 +140,7 @@ func buildImage() (*descriptorpb.FileDescriptorSet, error) {
 // request builds the CodeGeneratorRequest for generating files: they and
 // their imports, in the image's (topological) order, as protoc sends them.
 // The descriptors are copies, which callers may change.
-func request(t *testing.T, files []string, params string) *pluginpb.CodeGeneratorRequest {
+func request(t testing.TB, files []string, params string) *pluginpb.CodeGeneratorRequest {
 	t.Helper()
 	set := image(t)
 	byName := make(map[string]*descriptorpb.FileDescriptorProto)
@@ -180,7 +181,7 @@ func request(t *testing.T, files []string, params string) *pluginpb.CodeGenerato
 // generated file names are relative to it.
 const modulePrefix = "example.com/lbtest"
 
-func caseRequest(t *testing.T, c testCase) *pluginpb.CodeGeneratorRequest {
+func caseRequest(t testing.TB, c testCase) *pluginpb.CodeGeneratorRequest {
 	params := "module=" + modulePrefix
 	if c.params != "" {
 		params += "," + c.params
@@ -220,4 +221,21 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) []
 		t.Fatalf("%s %s (in %s): %v\n%s", name, strings.Join(args, " "), dir, err, out.Bytes())
 	}
 	return out.Bytes()
+}
+
+// renderExpr renders one expression as generated code writes it.
+func renderExpr(t *testing.T, c jen.Code) string {
+	t.Helper()
+	f := jen.NewFilePathName("example.com/x", "x")
+	f.Var().Id("v").Op("=").Add(c)
+	var b strings.Builder
+	if err := f.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	i := strings.Index(s, "var v = ")
+	if i < 0 {
+		t.Fatalf("cannot find the expression in %s", s)
+	}
+	return strings.TrimSpace(s[i+len("var v = "):])
 }
