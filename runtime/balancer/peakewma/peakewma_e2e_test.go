@@ -72,11 +72,14 @@ func run(t *testing.T, cc *grpc.ClientConn, calls, workers int) (map[string]int,
 }
 
 func TestE2ESkewedLatency(t *testing.T) {
+	// 2 ms against 20 ms rather than 1 against 10: the gap must stay wider
+	// than the scheduling stalls of a loaded CI machine under -race, which
+	// reach tens of milliseconds and briefly inflate every estimate alike.
 	bs := lbtest.StartBackends(t,
-		&lbtest.Backend{Delay: time.Millisecond},
-		&lbtest.Backend{Delay: time.Millisecond},
-		&lbtest.Backend{Delay: time.Millisecond},
-		&lbtest.Backend{Delay: 10 * time.Millisecond},
+		&lbtest.Backend{Delay: 2 * time.Millisecond},
+		&lbtest.Backend{Delay: 2 * time.Millisecond},
+		&lbtest.Backend{Delay: 2 * time.Millisecond},
+		&lbtest.Backend{Delay: 20 * time.Millisecond},
 	)
 	cc, sink := dial(t, bs)
 	const calls = 2000
