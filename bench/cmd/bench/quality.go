@@ -131,8 +131,8 @@ func (r *report) qualityReading(b *strings.Builder, outcomes map[quality.Scenari
 		return summaryOf(sk[v], func(o quality.Outcome) float64 { return 100 * o.Share(o.Odd) }).Median
 	}
 	p99 := func(sc quality.Scenario, v string) float64 { return pctSummary(outcomes[sc][v], 99).Median }
-	fmt.Fprintf(b, "**Reading.** With one backend %v slower, round_robin keeps sending it %.0f%% of calls and its p99 is %.2f ms; ",
-		cfg.Slow/cfg.Fast, share("round_robin"), p99(quality.Skewed, "round_robin"))
+	fmt.Fprintf(b, "**Reading.** With one backend %d× slower, round_robin keeps sending it %.0f%% of calls and its p99 is %.2f ms; ",
+		int(cfg.Slow/cfg.Fast), share("round_robin"), p99(quality.Skewed, "round_robin"))
 	fmt.Fprintf(b, "least_request sends it %.0f%% (p99 %.2f ms) and PEAK_EWMA %.0f%% (p99 %.2f ms). ",
 		share("least_request"), p99(quality.Skewed, "least_request"), share("PEAK_EWMA"), p99(quality.Skewed, "PEAK_EWMA"))
 	fmt.Fprintf(b, "Hedging on top of PEAK_EWMA brings p99.9 to %.2f× the all-healthy p99.9 of the same client for %.1f%% extra calls: the goal is %s. ",
