@@ -95,9 +95,12 @@ func buildImage() (*descriptorpb.FileDescriptorSet, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	modules := []string{"proto"}
-	if err := os.CopyFS(filepath.Join(dir, "proto"), os.DirFS(filepath.Join(repoRoot, "proto"))); err != nil {
-		return nil, err
+	// The annotations and the example, as the repository's buf.yaml has them.
+	modules := []string{"proto", "example/proto"}
+	for _, m := range modules {
+		if err := os.CopyFS(filepath.Join(dir, m), os.DirFS(filepath.Join(repoRoot, m))); err != nil {
+			return nil, err
+		}
 	}
 	dirs, err := os.ReadDir("testdata")
 	if err != nil {
