@@ -23,6 +23,7 @@ func TestGoldensCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles a module; skipped in -short mode")
 	}
+	t.Parallel()
 	mod := t.TempDir()
 	writeModule(t, mod, modulePrefix)
 	protocGenGo := toolBinary(t, "google.golang.org/protobuf/cmd/protoc-gen-go")

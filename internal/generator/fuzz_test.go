@@ -46,6 +46,7 @@ func seedRequests(t testing.TB) [][]byte {
 // TestGenerateNeverPanics feeds the plugin requests with bytes flipped,
 // cut, duplicated and replaced, plus garbage: bounded and deterministic.
 func TestGenerateNeverPanics(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	seeds := seedRequests(t)
 	generateBytes(t, nil)
@@ -91,6 +92,7 @@ func mutate(rng *rand.Rand, b []byte) []byte {
 // mutates only the serialized options of services and methods, so that the
 // generator, not protogen, meets the odd values.
 func TestGenerateNeverPanicsOnAnnotations(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 4))
 	var base *pluginpb.CodeGeneratorRequest
 	for _, c := range loadCases(t) {
@@ -98,7 +100,7 @@ func TestGenerateNeverPanicsOnAnnotations(t *testing.T) {
 			base = caseRequest(t, c)
 		}
 	}
-	const rounds = 100
+	const rounds = 60
 	for range rounds {
 		req := proto.CloneOf(base)
 		var targets []proto.Message
