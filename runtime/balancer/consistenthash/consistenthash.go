@@ -16,6 +16,12 @@
 // room. Under light load a key always lands on its own endpoint; a hot key
 // spills to its ring successors instead of overloading one backend.
 //
+// While endpoints connect, a key follows gRFC A42's ring_hash rules: its
+// calls wait (are queued) while its endpoint is CONNECTING, an IDLE endpoint
+// is asked to connect first, and only an endpoint in TRANSIENT_FAILURE hands
+// its keys to its ring successors. So right after dial, or while an endpoint
+// reconnects, a key does not visit another backend before its own.
+//
 // Calls without a key are never refused: they go to the cheaper of two
 // random READY endpoints on peak-EWMA cost, as under PEAK_EWMA.
 //
@@ -31,6 +37,7 @@ package consistenthash
 import (
 	rand "math/rand/v2"
 	"slices"
+	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
 
@@ -85,5 +92,6 @@ func (pb *pickerBuilder) Build(c lbcore.Config, t *lbcore.Tracker, all, ready []
 		ring:   pb.ring,
 		factor: cfg.factor(),
 		tau:    cfg.params.Tau,
+		kicked: make([]atomic.Bool, len(all)),
 	}
 }

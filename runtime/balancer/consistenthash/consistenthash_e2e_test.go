@@ -77,6 +77,43 @@ func TestE2EKeyAffinityAndStats(t *testing.T) {
 	}
 }
 
+// TestE2EAffinityFromDial calls every key right after dial, without
+// waiting for the backends to be READY: a key whose endpoint is still
+// connecting must wait for it (gRFC A42), not go to whichever endpoint
+// connected first, or its first calls and its later ones land on two
+// backends.
+func TestE2EAffinityFromDial(t *testing.T) {
+	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, consistenthash.Name)
+	cc := lbtest.Dial(t, sc, lbtest.Addrs(bs))
+	const keys, rounds = 40, 5
+	home := map[string]string{}
+	for r := range rounds {
+		for i := range keys {
+			k := fmt.Sprintf("account-%d", i)
+			ctx, cancel := context.WithTimeout(callinfo.WithHashKey(context.Background(), k), 10*time.Second)
+			var p peer.Peer
+			err := lbtest.Call(ctx, cc, grpc.Peer(&p), grpc.WaitForReady(true))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := p.Addr.String()
+			if prev, ok := home[k]; ok && got != prev {
+				t.Fatalf("round %d: key %q went to %s, earlier to %s", r, k, got, prev)
+			}
+			home[k] = got
+		}
+	}
+	used := map[string]bool{}
+	for _, b := range home {
+		used[b] = true
+	}
+	if len(used) < 3 {
+		t.Errorf("%d keys used only %d of %d backends", keys, len(used), len(bs))
+	}
+}
+
 func TestE2EKeylessCallsSpread(t *testing.T) {
 	id, sink, unregister := lbstats.Register()
 	defer unregister()

@@ -2,17 +2,20 @@ package consistenthash
 
 import (
 	"math"
+	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 )
 
 // picker is an immutable snapshot: the ring over every endpoint the
-// resolver lists (so a key does not move while its endpoint reconnects, it
-// spills to its successors and comes back), their children, and the READY
-// subset for calls without a key. Pick is lock-free.
+// resolver lists (so a key does not move while its endpoint reconnects: its
+// calls wait for it, or spill to its successors while it is in
+// TRANSIENT_FAILURE, and come back), their children, and the READY subset
+// for calls without a key. Pick is lock-free.
 type picker struct {
 	t      *lbcore.Tracker
 	all    []lbcore.Child // ring owners index into all
@@ -20,13 +23,17 @@ type picker struct {
 	ring   *ring
 	factor float64
 	tau    float64
+	// kicked[o] records that this snapshot asked the IDLE child all[o] to
+	// connect, so that a burst of calls for its keys asks once. The next
+	// snapshot (the child goes CONNECTING) starts afresh.
+	kicked []atomic.Bool
 }
 
-// Pick routes a keyed call to the first endpoint at or after the key's
-// ring position that is READY and below the load bound; a call without a
-// key goes by power of two choices on peak-EWMA cost. Endpoints a hedged
-// call already tried are passed over while another READY endpoint exists.
-// No allocation.
+// Pick routes a keyed call by gRFC A42's ring_hash rules (see walk),
+// bounded in load; a call without a key goes by power of two choices on
+// peak-EWMA cost over the READY endpoints. Endpoints a hedged call already
+// tried are passed over while another READY endpoint exists. No allocation
+// on the common path (the key's endpoint READY or queued).
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := p.t.Now()
 	a := callinfo.AttemptsFrom(info.Ctx)
@@ -37,12 +44,16 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	avoid := a != nil && lbcore.AnyUntried(p.all, a)
 	start := p.ring.search(hashKey(key))
-	if c := p.walk(start, p.limit(), a, avoid); c != nil {
+	c, err := p.walk(start, p.limit(), a, avoid)
+	if err != nil {
+		return balancer.PickResult{}, err
+	}
+	if c != nil {
 		return p.t.Pick(c, info, now, a, true)
 	}
-	// Every candidate is at the bound: concurrent picks raced past the
-	// snapshot of the total. Take the key's first candidate anyway.
-	c := p.first(start, a, avoid)
+	// Every READY candidate is at the bound: concurrent picks raced past
+	// the snapshot of the total. Take the key's first candidate anyway.
+	c = p.first(start, a, avoid)
 	return p.t.Pick(c, info, now, a, false)
 }
 
@@ -53,12 +64,36 @@ func (p *picker) limit() int64 {
 	return int64(math.Ceil(p.factor * avg))
 }
 
-// walk returns the first endpoint from ring position start on that is
-// READY, not avoided, and below limit, having counted the call in flight
-// on it; nil when there is none.
-func (p *picker) walk(start int, limit int64, a *callinfo.Attempts, avoid bool) *lbcore.Child {
+// walk applies the ring_hash picker of gRFC A42 ("xDS Ring Hash LB
+// Policy"), as amended by gRFC A61 for pick_first children, whose
+// TRANSIENT_FAILURE is sticky until they are READY again: walking the ring
+// from the key's position, endpoints in TRANSIENT_FAILURE are passed over,
+// and the first endpoint in any other state is the key's endpoint:
+//
+//   - READY: the call goes to it;
+//   - IDLE: a connection is requested (the child's ExitIdle) and the pick
+//     is queued (balancer.ErrNoSubConnAvailable): the channel picks again
+//     with the next picker, once the child reports CONNECTING, then READY;
+//   - CONNECTING: the pick is queued.
+//
+// So a key never lands elsewhere merely because its endpoint has not
+// connected yet (right after dial, or after a reconnect), which would break
+// affinity for its first calls; it moves on only while its endpoint is in
+// TRANSIENT_FAILURE. A queued pick follows the call's wait-for-ready as
+// usual: without it, a queued call still waits while the child connects,
+// since gRPC fails fast only in TRANSIENT_FAILURE.
+//
+// Bounded load (Mirrokni et al.) and hedging extend the READY case: when
+// the key's endpoint holds limit calls in flight, or a hedged call already
+// tried it, the walk goes on to the next READY endpoint with room that the
+// call has not tried, passing over endpoints in any other state; a spilled
+// call never waits for a connection. walk counts the call in flight on the
+// endpoint it returns; it returns nil and no error when no READY endpoint
+// has room.
+func (p *picker) walk(start int, limit int64, a *callinfo.Attempts, avoid bool) (*lbcore.Child, error) {
 	n := len(p.ring.owners)
 	prev := int32(-1)
+	spilled := false // the key's endpoint was READY but full or tried
 	for k := range n {
 		i := start + k
 		if i >= n {
@@ -70,14 +105,37 @@ func (p *picker) walk(start int, limit int64, a *callinfo.Attempts, avoid bool) 
 		}
 		prev = o
 		c := &p.all[o]
-		if !c.Ready || (avoid && a.Tried(c.EP.Addr)) {
-			continue
+		switch c.State {
+		case connectivity.Ready:
+			spilled = true
+			if avoid && a.Tried(c.EP.Addr) {
+				continue
+			}
+			if c.EP.TryAcquire(limit) {
+				return c, nil
+			}
+		case connectivity.Idle:
+			if !spilled {
+				p.exitIdle(o)
+				return nil, balancer.ErrNoSubConnAvailable
+			}
+		case connectivity.Connecting:
+			if !spilled {
+				return nil, balancer.ErrNoSubConnAvailable
+			}
 		}
-		if c.EP.TryAcquire(limit) {
-			return c
-		}
+		// TRANSIENT_FAILURE (or SHUTDOWN, which endpointsharding never
+		// reports): on to the next endpoint.
 	}
-	return nil
+	return nil, nil
+}
+
+// exitIdle asks the IDLE child all[o] to connect, once per snapshot.
+func (p *picker) exitIdle(o int32) {
+	c := &p.all[o]
+	if c.ExitIdle != nil && p.kicked[o].CompareAndSwap(false, true) {
+		c.ExitIdle()
+	}
 }
 
 // first returns the first READY, not avoided endpoint from start on.

@@ -3,8 +3,10 @@ package consistenthash
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	rand "math/rand/v2"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/balancer"
@@ -235,5 +237,152 @@ func TestPickerAllocs(t *testing.T) {
 		}); allocs != 0 {
 			t.Errorf("%s Pick+Done: %v allocations, want 0", name, allocs)
 		}
+	}
+}
+
+// newStatePicker builds the policy's picker over addrs in the given child
+// states (READY when not listed); kicks counts each child's ExitIdle calls.
+func newStatePicker(t *testing.T, addrs []string, states map[string]connectivity.State, kicks map[string]int) *picker {
+	t.Helper()
+	tr := lbcore.NewTracker(func() int64 { return 0 }, rand.New(rand.NewPCG(1, 2)).Uint64)
+	var cs []endpointsharding.ChildState
+	for _, a := range addrs {
+		s, ok := states[a]
+		if !ok {
+			s = connectivity.Ready
+		}
+		cs = append(cs, endpointsharding.ChildState{
+			Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}},
+			State:    balancer.State{ConnectivityState: s, Picker: scPicker{&fakeSubConn{addr: a}}},
+			ExitIdle: func() { kicks[a]++ },
+		})
+	}
+	all, ready := tr.Sync(cs)
+	return (&pickerBuilder{}).Build(defaultConfig(), tr, all, ready).(*picker)
+}
+
+// successors returns the distinct endpoints met walking the ring from
+// key's position: the key's owner first.
+func successors(r *ring, addrs []string, key string) []string {
+	var out []string
+	seen := map[int32]bool{}
+	start := r.search(hashKey(key))
+	for k := range r.owners {
+		o := r.owners[(start+k)%len(r.owners)]
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, addrs[o])
+		}
+	}
+	return out
+}
+
+// TestPickerFollowsA42ConnectionStates checks the ring_hash rules of gRFC
+// A42 (as amended by A61): the first endpoint on the key's walk that is not
+// in TRANSIENT_FAILURE is the key's endpoint; READY takes the call, IDLE is
+// asked to connect and the pick queued, CONNECTING queues. Bounded-load
+// overflow and hedges move on to READY endpoints only.
+func TestPickerFollowsA42ConnectionStates(t *testing.T) {
+	addrs := endpointAddrs(4)
+	r := newRing(addrs, DefaultVirtualNodes)
+	const key = "customer-7"
+	w := successors(r, addrs, key) // w[0] owns the key, w[1] is next, ...
+	if len(w) != 4 {
+		t.Fatalf("walk %v, want all 4 endpoints", w)
+	}
+	const (
+		ready = connectivity.Ready
+		idle  = connectivity.Idle
+		conn  = connectivity.Connecting
+		tf    = connectivity.TransientFailure
+	)
+	tests := []struct {
+		name     string
+		states   []connectivity.State // of w[0], w[1], w[2], w[3]
+		load     int                  // calls in flight on w[0] beforehand
+		tried    bool                 // a hedge: w[0] already tried
+		want     int                  // index in w of the pick; -1: queued
+		wantKick int                  // index in w of the endpoint asked to connect; -1: none
+	}{
+		{"owner READY", []connectivity.State{ready, ready, ready, ready}, 0, false, 0, -1},
+		{"owner CONNECTING queues", []connectivity.State{conn, ready, ready, ready}, 0, false, -1, -1},
+		{"owner IDLE is kicked and queues", []connectivity.State{idle, ready, ready, ready}, 0, false, -1, 0},
+		{"owner TRANSIENT_FAILURE: next READY", []connectivity.State{tf, ready, ready, ready}, 0, false, 1, -1},
+		{"owner and next TRANSIENT_FAILURE: third", []connectivity.State{tf, tf, ready, ready}, 0, false, 2, -1},
+		{"owner TRANSIENT_FAILURE, next CONNECTING queues", []connectivity.State{tf, conn, ready, ready}, 0, false, -1, -1},
+		{"owner TRANSIENT_FAILURE, next IDLE is kicked", []connectivity.State{tf, idle, ready, ready}, 0, false, -1, 1},
+		{"owner full spills past CONNECTING to READY", []connectivity.State{ready, conn, ready, ready}, 10, false, 2, -1},
+		{"owner full spills past IDLE without kicking it", []connectivity.State{ready, idle, tf, ready}, 10, false, 3, -1},
+		{"hedge past tried owner skips CONNECTING", []connectivity.State{ready, conn, ready, ready}, 0, true, 2, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			states := map[string]connectivity.State{}
+			for i, s := range tc.states {
+				states[w[i]] = s
+			}
+			kicks := map[string]int{}
+			p := newStatePicker(t, addrs, states, kicks)
+			var owner *lbcore.Endpoint
+			for _, c := range p.all {
+				if c.EP.Addr == w[0] {
+					owner = c.EP
+				}
+			}
+			for range tc.load {
+				if !owner.TryAcquire(math.MaxInt64) {
+					t.Fatal("TryAcquire")
+				}
+			}
+			for range 3 { // the same pick again on the same snapshot
+				ctx := callinfo.WithHashKey(context.Background(), key)
+				if tc.tried {
+					a := new(callinfo.Attempts)
+					a.Add(w[0])
+					ctx = callinfo.WithAttempts(ctx, a)
+				}
+				res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
+				if tc.want < 0 {
+					if err != balancer.ErrNoSubConnAvailable {
+						t.Fatalf("Pick = %v, %v; want it queued (ErrNoSubConnAvailable)", res, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("Pick: %v", err)
+				}
+				if got := addrOf(res); got != w[tc.want] {
+					t.Fatalf("key went to %s (walk position %d), want %s (position %d)", got, slices.Index(w, got), w[tc.want], tc.want)
+				}
+				res.Done(balancer.DoneInfo{})
+			}
+			if tc.want < 0 && p.t.InFlight() != int64(tc.load) {
+				t.Errorf("queued picks left %d calls in flight, want %d", p.t.InFlight(), tc.load)
+			}
+			wantKicks := map[string]int{}
+			if tc.wantKick >= 0 {
+				wantKicks[w[tc.wantKick]] = 1 // once per snapshot, not per pick
+			}
+			if !maps.Equal(kicks, wantKicks) {
+				t.Errorf("ExitIdle calls %v, want %v", kicks, wantKicks)
+			}
+		})
+	}
+}
+
+func TestPickerAllocsWhileQueued(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items on purpose under the race detector")
+	}
+	addrs := endpointAddrs(4)
+	w := successors(newRing(addrs, DefaultVirtualNodes), addrs, "customer-42")
+	p := newStatePicker(t, addrs, map[string]connectivity.State{w[0]: connectivity.Connecting}, map[string]int{})
+	info := keyInfo("customer-42")
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := p.Pick(info); err != balancer.ErrNoSubConnAvailable {
+			t.Fatalf("Pick: %v, want queued", err)
+		}
+	}); allocs != 0 {
+		t.Errorf("queued Pick: %v allocations, want 0", allocs)
 	}
 }

@@ -104,8 +104,13 @@ func (e *Endpoint) release() {
 // Child is an endpoint as a picker snapshot sees it.
 type Child struct {
 	EP     *Endpoint
-	Picker balancer.Picker // the pickfirst child's picker
-	Ready  bool
+	Picker balancer.Picker    // the pickfirst child's picker
+	State  connectivity.State // the pickfirst child's state
+	Ready  bool               // State is READY
+	// ExitIdle asks the pickfirst child to connect; it returns at once
+	// (endpointsharding runs the request on a goroutine of its own). Nil
+	// when the child states did not come from endpointsharding.
+	ExitIdle func()
 }
 
 // Tracker holds the Endpoints of one balancer. It is the balancer's
@@ -166,7 +171,13 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			t.eps[addr] = ep
 		}
 		ep.state = cs.State.ConnectivityState
-		all = append(all, Child{EP: ep, Picker: cs.State.Picker, Ready: ep.state == connectivity.Ready})
+		all = append(all, Child{
+			EP:       ep,
+			Picker:   cs.State.Picker,
+			State:    ep.state,
+			Ready:    ep.state == connectivity.Ready,
+			ExitIdle: cs.ExitIdle,
+		})
 	}
 	for addr := range t.eps {
 		if !seen[addr] {
