@@ -73,16 +73,23 @@ var noHedging = runtime.WithMethodRules(greeterv1lbclient.GreeterSayHelloFullMet
 	WaitForReady: true,
 })
 
-func (v variant) client(target string) (*greeterv1lbclient.GreeterClient, error) {
+// client returns a client of v and the function that closes its
+// connection.
+func (v variant) client(target string) (*greeterv1lbclient.GreeterClient, func() error, error) {
 	opts := append([]runtime.Option{runtime.WithInsecure()}, v.opts...)
 	if v.rules {
-		return greeterv1lbclient.NewGreeterClient(target, opts...)
+		c, err := greeterv1lbclient.NewGreeterClient(target, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c.Close, nil
 	}
 	conn, err := runtime.Dial(target, nil, opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return greeterv1lbclient.NewGreeterClientFromConn(conn), nil
+	// A client from a connection does not own it: close the connection.
+	return greeterv1lbclient.NewGreeterClientFromConn(conn), conn.Close, nil
 }
 
 // result is one variant's run.
@@ -96,11 +103,11 @@ type result struct {
 // drive runs a closed-loop load of SayHello calls through a new client of
 // v, and closes the client.
 func drive(ctx context.Context, f fleet, v variant, cfg config, between func(int)) (result, error) {
-	c, err := v.client(f.target())
+	c, closeConn, err := v.client(f.target())
 	if err != nil {
 		return result{}, err
 	}
-	defer c.Close()
+	defer closeConn()
 	return driveClient(ctx, c, v, cfg, between)
 }
 
@@ -267,11 +274,11 @@ func failoverRun(ctx context.Context, v variant, cfg config) (failover, error) {
 		back <- restarted{b, time.Now(), err}
 	}()
 
-	c, err := v.client(f.target())
+	c, closeConn, err := v.client(f.target())
 	if err != nil {
 		return failover{}, err
 	}
-	defer c.Close()
+	defer closeConn()
 	r, err := driveClient(ctx, c, v, cfg, between)
 	if err != nil {
 		return failover{}, err

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 )
@@ -38,6 +39,10 @@ type call struct {
 
 	attempts callinfo.Attempts
 	replies  [maxAttempts]proto.Message // replies[0] is the caller's reply
+	// replyType makes the replies of further attempts. It is taken before
+	// the first attempt starts: asking replies[0] later would read it while
+	// the first attempt decodes into it.
+	replyType protoreflect.MessageType
 
 	mu       sync.Mutex
 	timer    stopper
@@ -81,6 +86,7 @@ func (i *Interceptor) hedge(ctx context.Context, m *method, fullMethod string, r
 		opts:    opts,
 	}
 	c.replies[0] = reply
+	c.replyType = reply.ProtoReflect().Type()
 	c.splitOptions()
 	actx, cancel := context.WithCancel(ctx)
 	c.ctx, c.cancel = callinfo.WithAttempts(actx, &c.attempts), cancel
@@ -199,7 +205,7 @@ func (c *call) launchLocked() {
 		c.m.hedged.Add(1)
 	}
 	c.m.extra.Add(1)
-	c.replies[k] = c.replies[0].ProtoReflect().New().Interface()
+	c.replies[k] = c.replyType.New().Interface()
 	c.armLocked()
 	go c.run(k)
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestSkewedBackendGetsLittleTraffic runs the demo's slow-backend scenario
+// and checks shares, not times: PEAK_EWMA, with or without hedging, sends
+// the backend that is ten times slower well under its fair quarter.
+func TestSkewedBackendGetsLittleTraffic(t *testing.T) {
+	f, err := startFleet(4, fastDelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.stop()
+	slow := f[3]
+	slow.SetDelay(slowDelay)
+	cfg := config{calls: 1500, workers: 8}
+	for _, v := range skewVariants() {
+		r, err := drive(testCtx(t), f, v, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Errors != 0 {
+			t.Errorf("%s: %d errors, first %v", v.name, r.Errors, r.FirstError)
+		}
+		share := r.Share(slow.Name())
+		t.Logf("%s: slow backend share %.1f%%, extra calls %d", v.name, 100*share, r.hedges)
+		switch v.name {
+		case "ROUND_ROBIN":
+			if share < 0.20 {
+				t.Errorf("ROUND_ROBIN sent the slow backend %.1f%%, want its turn (25%%)", 100*share)
+			}
+		case "PEAK_EWMA", "PEAK_EWMA + hedging p95":
+			if share >= 0.10 {
+				t.Errorf("%s sent the slow backend %.1f%% of calls, want < 10%%", v.name, 100*share)
+			}
+		}
+		if !strings.Contains(v.name, "hedging") && r.hedges != 0 {
+			t.Errorf("%s sent %d hedges with hedging off", v.name, r.hedges)
+		}
+	}
+}
+
+// TestFailover runs the demo's failover scenario: with the annotations'
+// rules no call fails while a backend dies, and the restarted backend is
+// called again.
+func TestFailover(t *testing.T) {
+	cfg := config{calls: 1200, workers: 8}
+	fo, err := failoverRun(testCtx(t), variant{name: "annotations", rules: true}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fo.Errors != 0 {
+		t.Errorf("%d of %d calls failed with the annotations' rules; first: %v", fo.Errors, cfg.calls, fo.FirstError)
+	}
+	if fo.backAfter == 0 {
+		t.Errorf("the restarted backend got no call within the bound")
+	}
+}
+
+// TestDemoRuns runs the whole demo small and checks that every section
+// printed.
+func TestDemoRuns(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(&out, config{calls: 300, workers: 4}); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"== Spread", "== One slow backend", "== Failover", "== Key affinity", "PEAK_EWMA + hedging p95"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
