@@ -29,31 +29,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // The generated client is a drop-in for protoc-gen-go-grpc's interface.
 var _ greeterv1.GreeterClient = (*greeterv1lbclient.GreeterClient)(nil)
 
-func startBackends(t *testing.T, n int) []*backend.Backend {
+// startBackends serves n Greeters on loopback, stopped when the test ends.
+func startBackends(t *testing.T, n int) backend.Fleet {
 	t.Helper()
-	bs := make([]*backend.Backend, n)
-	for i := range bs {
-		b, err := backend.Start(fmt.Sprintf("backend-%d", i+1), "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Stop)
-		bs[i] = b
+	f, err := backend.StartFleet(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return bs
+	t.Cleanup(f.Stop)
+	return f
 }
 
-func target(bs []*backend.Backend) string {
-	addrs := make([]string, len(bs))
-	for i, b := range bs {
-		addrs[i] = b.Addr()
-	}
-	return "static:///" + strings.Join(addrs, ",")
-}
-
-func newClient(t *testing.T, bs []*backend.Backend, opts ...runtime.Option) *greeterv1lbclient.GreeterClient {
+func newClient(t *testing.T, bs backend.Fleet, opts ...runtime.Option) *greeterv1lbclient.GreeterClient {
 	t.Helper()
-	c, err := greeterv1lbclient.NewGreeterClient(target(bs), append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
+	c, err := greeterv1lbclient.NewGreeterClient(bs.Target(), append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +244,7 @@ func TestNewClientErrors(t *testing.T) {
 // TestFromConn wraps a connection the caller owns: Close leaves it open.
 func TestFromConn(t *testing.T) {
 	bs := startBackends(t, 2)
-	conn, err := runtime.Dial(target(bs), greeterv1lbclient.GreeterRules(), runtime.WithInsecure())
+	conn, err := runtime.Dial(bs.Target(), greeterv1lbclient.GreeterRules(), runtime.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}

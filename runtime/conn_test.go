@@ -27,33 +27,21 @@ const (
 )
 
 // startBackends serves n Greeters on loopback, stopped when the test ends.
-func startBackends(t *testing.T, n int) []*backend.Backend {
+func startBackends(t *testing.T, n int) backend.Fleet {
 	t.Helper()
-	bs := make([]*backend.Backend, n)
-	for i := range bs {
-		b, err := backend.Start(fmt.Sprintf("b%d", i), "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Stop)
-		bs[i] = b
+	f, err := backend.StartFleet(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return bs
-}
-
-func staticTarget(bs []*backend.Backend) string {
-	addrs := make([]string, len(bs))
-	for i, b := range bs {
-		addrs[i] = b.Addr()
-	}
-	return "static:///" + strings.Join(addrs, ",")
+	t.Cleanup(f.Stop)
+	return f
 }
 
 // dial dials the backends in plaintext and closes the connection when the
 // test ends.
-func dial(t *testing.T, bs []*backend.Backend, rules *runtime.ServiceRules, opts ...runtime.Option) (*runtime.Conn, greeterv1.GreeterClient) {
+func dial(t *testing.T, bs backend.Fleet, rules *runtime.ServiceRules, opts ...runtime.Option) (*runtime.Conn, greeterv1.GreeterClient) {
 	t.Helper()
-	conn, err := runtime.Dial(staticTarget(bs), rules, append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
+	conn, err := runtime.Dial(bs.Target(), rules, append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +134,7 @@ func TestHashKeyKeepsAKeyOnOneBackend(t *testing.T) {
 
 func TestSecureByDefault(t *testing.T) {
 	bs := startBackends(t, 1)
-	conn, err := runtime.Dial(staticTarget(bs), nil) // no credentials option: TLS
+	conn, err := runtime.Dial(bs.Target(), nil) // no credentials option: TLS
 	if err != nil {
 		t.Fatal(err)
 	}

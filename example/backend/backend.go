@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,4 +192,38 @@ func (b *Backend) Chat(stream grpc.BidiStreamingServer[greeterv1.HelloRequest, g
 			return err
 		}
 	}
+}
+
+// Fleet is a set of backends.
+type Fleet []*Backend
+
+// StartFleet serves n backends on loopback ports, named backend-1 to
+// backend-n.
+func StartFleet(n int) (Fleet, error) {
+	f := make(Fleet, 0, n)
+	for i := range n {
+		b, err := Start(fmt.Sprintf("backend-%d", i+1), "127.0.0.1:0")
+		if err != nil {
+			f.Stop()
+			return nil, err
+		}
+		f = append(f, b)
+	}
+	return f, nil
+}
+
+// Stop stops every backend.
+func (f Fleet) Stop() {
+	for _, b := range f {
+		b.Stop()
+	}
+}
+
+// Target returns the static:/// target that lists every backend.
+func (f Fleet) Target() string {
+	addrs := make([]string, len(f))
+	for i, b := range f {
+		addrs[i] = b.Addr()
+	}
+	return "static:///" + strings.Join(addrs, ",")
 }

@@ -26,7 +26,7 @@ func TestSkewedBackendGetsLittleTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.stop()
+	defer f.Stop()
 	slow := f[3]
 	slow.SetDelay(slowDelay)
 	cfg := config{calls: 1500, workers: 8}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"maps"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,35 +22,16 @@ const (
 	slowDelay = 10 * fastDelay
 )
 
-// fleet is a set of backends on loopback.
-type fleet []*backend.Backend
-
-func startFleet(n int, delay time.Duration) (fleet, error) {
-	f := make(fleet, 0, n)
-	for i := range n {
-		b, err := backend.Start(fmt.Sprintf("backend-%d", i+1), "127.0.0.1:0")
-		if err != nil {
-			f.stop()
-			return nil, err
-		}
+// startFleet serves n backends on loopback, each taking delay per call.
+func startFleet(n int, delay time.Duration) (backend.Fleet, error) {
+	f, err := backend.StartFleet(n)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range f {
 		b.SetDelay(delay)
-		f = append(f, b)
 	}
 	return f, nil
-}
-
-func (f fleet) stop() {
-	for _, b := range f {
-		b.Stop()
-	}
-}
-
-func (f fleet) target() string {
-	addrs := make([]string, len(f))
-	for i, b := range f {
-		addrs[i] = b.Addr()
-	}
-	return "static:///" + strings.Join(addrs, ",")
 }
 
 // variant is one client configuration of a scenario.
@@ -102,8 +81,8 @@ type result struct {
 
 // drive runs a closed-loop load of SayHello calls through a new client of
 // v, and closes the client.
-func drive(ctx context.Context, f fleet, v variant, cfg config, between func(int)) (result, error) {
-	c, closeConn, err := v.client(f.target())
+func drive(ctx context.Context, f backend.Fleet, v variant, cfg config, between func(int)) (result, error) {
+	c, closeConn, err := v.client(f.Target())
 	if err != nil {
 		return result{}, err
 	}
@@ -141,7 +120,7 @@ func spreadScenario(ctx context.Context, w io.Writer, cfg config) error {
 	if err != nil {
 		return err
 	}
-	defer f.stop()
+	defer f.Stop()
 	fmt.Fprintf(w, "\n== Spread: 3 healthy backends (%v each) ==\n", fastDelay)
 	tw := table(w)
 	fmt.Fprintf(tw, "policy\t")
@@ -183,7 +162,7 @@ func skewScenario(ctx context.Context, w io.Writer, cfg config) error {
 	if err != nil {
 		return err
 	}
-	defer f.stop()
+	defer f.Stop()
 	slow := f[3]
 	slow.SetDelay(slowDelay)
 	fmt.Fprintf(w, "\n== One slow backend: 4 backends, %s takes %v, the others %v ==\n", slow.Name(), slowDelay, fastDelay)
@@ -243,7 +222,7 @@ func failoverRun(ctx context.Context, v variant, cfg config) (failover, error) {
 	if err != nil {
 		return failover{}, err
 	}
-	defer func() { f.stop() }()
+	defer func() { f.Stop() }()
 	victim := f[1]
 	addr := victim.Addr()
 
@@ -274,7 +253,7 @@ func failoverRun(ctx context.Context, v variant, cfg config) (failover, error) {
 		back <- restarted{b, time.Now(), err}
 	}()
 
-	c, closeConn, err := v.client(f.target())
+	c, closeConn, err := v.client(f.Target())
 	if err != nil {
 		return failover{}, err
 	}
@@ -297,9 +276,6 @@ func failoverRun(ctx context.Context, v variant, cfg config) (failover, error) {
 		c.SayHello(ctx, &greeterv1.HelloRequest{Name: "probe"})
 		time.Sleep(time.Millisecond)
 	}
-	if os.Getenv("DEMO_DEBUG") != "" {
-		fmt.Printf("%+v\n", c.Conn().Endpoints())
-	}
 	return fo, nil
 }
 
@@ -310,11 +286,11 @@ func affinityScenario(ctx context.Context, w io.Writer, cfg config) error {
 	if err != nil {
 		return err
 	}
-	defer f.stop()
+	defer f.Stop()
 	const keys = 200
 	fmt.Fprintf(w, "\n== Key affinity: CONSISTENT_HASH on GreetAccount's hash_key, %d accounts ==\n", keys)
-	place := func(f fleet) (map[string]string, error) {
-		c, err := greeterv1lbclient.NewGreeterClient(f.target(), runtime.WithInsecure(), runtime.WithPolicy(runtime.ConsistentHash))
+	place := func(f backend.Fleet) (map[string]string, error) {
+		c, err := greeterv1lbclient.NewGreeterClient(f.Target(), runtime.WithInsecure(), runtime.WithPolicy(runtime.ConsistentHash))
 		if err != nil {
 			return nil, err
 		}
