@@ -25,6 +25,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "balance factor 1", js: `{"balanceFactor":1}`, wantErr: "lbclient_consistent_hash: balanceFactor: 1 out of range (1, 100]"},
 		{name: "balance factor below 1", js: `{"balanceFactor":0.5}`, wantErr: "lbclient_consistent_hash: balanceFactor: 0.5 out of range (1, 100]"},
 		{name: "balance factor too large", js: `{"balanceFactor":101}`, wantErr: "lbclient_consistent_hash: balanceFactor: 101 out of range (1, 100]"},
+		{name: "probeInterval checked", js: `{"probeInterval":"2h"}`, wantErr: "lbclient_consistent_hash: probeInterval: 2h0m0s out of range [10ms, 1h0m0s]"},
 		{name: "shared field checked", js: `{"decayWindow":"0.1ms"}`, wantErr: "lbclient_consistent_hash: decayWindow: 100µs out of range [1ms, 1h0m0s]"},
 		{name: "wrong type", js: `{"virtualNodes":"many"}`, wantErr: "lbclient_consistent_hash: json: cannot unmarshal string into Go struct field LBConfig.virtualNodes of type int"},
 	}

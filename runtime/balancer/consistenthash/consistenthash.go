@@ -91,7 +91,7 @@ func (pb *pickerBuilder) Build(c lbcore.Config, t *lbcore.Tracker, all, ready []
 		ready:  ready,
 		ring:   pb.ring,
 		factor: cfg.factor(),
-		tau:    cfg.params.Tau,
+		params: cfg.params,
 		kicked: make([]atomic.Bool, len(all)),
 	}
 }

@@ -22,7 +22,7 @@ type picker struct {
 	ready  []lbcore.Child // non-empty
 	ring   *ring
 	factor float64
-	tau    float64
+	params *lbcore.Params
 	// kicked[o] records that this snapshot asked the IDLE child all[o] to
 	// connect, so that a burst of calls for its keys asks once. The next
 	// snapshot (the child goes CONNECTING) starts afresh.
@@ -39,7 +39,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	a := callinfo.AttemptsFrom(info.Ctx)
 	key, ok := callinfo.HashKey(info.Ctx)
 	if !ok {
-		i := p.t.ChooseP2C(p.ready, now, p.tau, a)
+		i := p.t.ChooseP2C(p.ready, now, p.params, a)
 		return p.t.Pick(&p.ready[i], info, now, a, false)
 	}
 	avoid := a != nil && lbcore.AnyUntried(p.all, a)

@@ -8,7 +8,12 @@
 // Done on a monotonic clock. A call that fails with a failure code
 // (UNAVAILABLE by default) counts as a latency sample of the failure
 // penalty, so a half-broken backend quickly loses most of its traffic and
-// wins it back as it succeeds again: passive outlier ejection.
+// wins it back as it succeeds again: passive outlier ejection. An ejected
+// endpoint is not starved: once idle for probeInterval (1s) it gets one
+// probe call, and the first success replaces the penalty, so a backend that
+// recovered carries its share again within about a probe interval. An
+// endpoint that is READY again after a reconnection starts over as a new
+// one, its old estimate forgotten.
 //
 // The policy is a thin layer over grpc-go's endpointsharding with pickfirst
 // children, like round_robin. Import the package for its side effect and
@@ -52,5 +57,5 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 type pickerBuilder struct{}
 
 func (pickerBuilder) Build(cfg lbcore.Config, t *lbcore.Tracker, _, ready []lbcore.Child) balancer.Picker {
-	return &picker{t: t, ready: ready, tau: cfg.LatencyParams().Tau}
+	return &picker{t: t, ready: ready, params: cfg.LatencyParams()}
 }

@@ -120,6 +120,50 @@ func TestE2EFailingBackend(t *testing.T) {
 	}
 }
 
+// TestE2EFailedBackendComesBack: of three backends one fails every call
+// with UNAVAILABLE, and is ejected; then it serves again, on the same
+// connection, and must get calls again within a bounded number of calls
+// (its probe, a probe interval after its last call, then its share) rather
+// than after the minute the failure penalty takes to decay.
+func TestE2EFailedBackendComesBack(t *testing.T) {
+	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
+	bad := bs[2]
+	bad.SetFail(codes.Unavailable)
+	id, sink, unregister := lbstats.Register()
+	t.Cleanup(unregister)
+	cc := lbtest.Dial(t, serviceConfig(fmt.Sprintf(`{"statsId":%q,"probeInterval":"50ms"}`, id)), lbtest.Addrs(bs))
+	lbtest.WaitAllReady(t, sink, len(bs))
+
+	const calls = 500
+	_, failed := run(t, cc, calls, 4)
+	if failed == 0 || int64(failed) != bad.Calls.Load() {
+		t.Fatalf("%d calls failed, failing backend served %d", failed, bad.Calls.Load())
+	}
+	if share := float64(failed) / calls; share >= 0.1 {
+		t.Errorf("failing backend got %.1f%% of calls, want it ejected", 100*share)
+	}
+
+	bad.SetFail(codes.OK)
+	before := bad.Calls.Load()
+	// Poll in rounds of calls: the healed backend must be back (a fair
+	// share of a round) within a bounded number of rounds. Each round takes
+	// longer than a probe interval on any machine, so a round or two
+	// suffice; the bound leaves ample room for scheduling noise.
+	const rounds, perRound = 100, 60
+	for r := range rounds {
+		byPeer, failed := run(t, cc, perRound, 2)
+		if failed != 0 {
+			t.Fatalf("round %d: %d calls failed after the backend healed", r, failed)
+		}
+		if got := byPeer[bad.Addr]; got >= perRound/6 {
+			t.Logf("healed backend back in round %d: %d of %d calls (%d calls since it healed)", r, got, perRound, bad.Calls.Load()-before)
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // let a probe interval pass
+	}
+	t.Fatalf("healed backend got %d calls over %d rounds of %d, never a sixth of a round", bad.Calls.Load()-before, rounds, perRound)
+}
+
 func TestE2EHedgedAttemptAvoidsTried(t *testing.T) {
 	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
 	cc, _ := dial(t, bs)

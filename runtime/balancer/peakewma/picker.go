@@ -10,9 +10,9 @@ import (
 // picker is an immutable snapshot of the READY endpoints. The counters it
 // reads live in the endpoints, which outlive it; Pick is lock-free.
 type picker struct {
-	t     *lbcore.Tracker
-	ready []lbcore.Child // non-empty
-	tau   float64
+	t      *lbcore.Tracker
+	ready  []lbcore.Child // non-empty
+	params *lbcore.Params
 }
 
 // Pick chooses by power of two choices on cost, leaving out the endpoints a
@@ -21,6 +21,6 @@ type picker struct {
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := p.t.Now()
 	a := callinfo.AttemptsFrom(info.Ctx)
-	i := p.t.ChooseP2C(p.ready, now, p.tau, a)
+	i := p.t.ChooseP2C(p.ready, now, p.params, a)
 	return p.t.Pick(&p.ready[i], info, now, a, false)
 }

@@ -22,6 +22,12 @@ import (
 //     sample replaces it outright. (Blending would keep a 30 ms default
 //     alive for about tau on an endpoint that answers in 1 ms, since the
 //     weight of a sample depends on time, not on the number of samples.)
+//   - a failure penalty (ObservePenalty) is not a measurement either: it
+//     stands for "this endpoint does not serve". The next real response
+//     (Observe) replaces an estimate that a penalty set or raised, as the
+//     first response replaces the prior, instead of blending with it,
+//     which would keep a recovered endpoint at about the penalty for tau.
+//     Failures in a row keep it penalised.
 //
 // Estimates are float64 nanoseconds on the Tracker's monotonic clock.
 //
@@ -32,6 +38,7 @@ import (
 type EWMA struct {
 	mu      sync.Mutex    // serialises writers
 	primed  bool          // a sample has been observed; guarded by mu
+	penal   bool          // a penalty is in the estimate; guarded by mu
 	sampled atomic.Bool   // primed, for lock-free readers
 	seq     atomic.Uint64 // odd while a writer publishes
 	est     atomic.Uint64 // math.Float64bits of the estimate, in ns
@@ -42,7 +49,7 @@ type EWMA struct {
 // value. The Tracker uses it to give a new endpoint its default RTT.
 func (e *EWMA) Init(rtt float64, now int64) {
 	e.mu.Lock()
-	e.primed = false
+	e.primed, e.penal = false, false
 	e.sampled.Store(false)
 	e.publish(rtt, now)
 	e.mu.Unlock()
@@ -86,10 +93,23 @@ func (e *EWMA) Estimate(now int64, tau float64) float64 {
 	return est
 }
 
-// Observe records a latency sample of rtt ns taken at now.
+// Observe records a latency sample of rtt ns taken at now: a response.
+// It replaces an estimate that a failure penalty set or raised.
 func (e *EWMA) Observe(rtt float64, now int64, tau float64) {
 	e.mu.Lock()
-	e.observeLocked(rtt, now, tau)
+	e.observeLocked(rtt, now, tau, e.penal)
+	e.penal = false
+	e.mu.Unlock()
+}
+
+// ObservePenalty records a failed call as a sample of rtt ns (the failure
+// penalty, or the call's duration if longer) taken at now. Like any sample
+// above the estimate it is taken at once; unlike a response, it leaves the
+// estimate to be replaced by the next response.
+func (e *EWMA) ObservePenalty(rtt float64, now int64, tau float64) {
+	e.mu.Lock()
+	e.observeLocked(rtt, now, tau, false)
+	e.penal = true
 	e.mu.Unlock()
 }
 
@@ -97,23 +117,25 @@ func (e *EWMA) Observe(rtt float64, now int64, tau float64) {
 // deadline or by the client) after rtt ns, so the true latency is at least
 // rtt. Such a sample can only raise the estimate; letting it pull the
 // estimate down would reward an endpoint for the calls that gave up on it.
-// It does not replace the prior either: it is not a measurement.
+// It does not replace the prior either: it is not a measurement; nor does
+// it clear a failure penalty.
 func (e *EWMA) ObserveAtLeast(rtt float64, now int64, tau float64) {
 	e.mu.Lock()
 	if rtt > math.Float64frombits(e.est.Load()) {
 		primed := e.primed
-		e.observeLocked(rtt, now, tau)
+		e.observeLocked(rtt, now, tau, false)
 		e.primed = primed
 		e.sampled.Store(primed)
 	}
 	e.mu.Unlock()
 }
 
-func (e *EWMA) observeLocked(rtt float64, now int64, tau float64) {
+// observeLocked records a sample; replace takes it whatever the estimate.
+func (e *EWMA) observeLocked(rtt float64, now int64, tau float64, replace bool) {
 	est := math.Float64frombits(e.est.Load())
 	stamp := e.stamp.Load()
-	if rtt > est || !e.primed {
-		est = rtt // the peak, or the first measurement: take it
+	if rtt > est || !e.primed || replace {
+		est = rtt // the peak, the first measurement, or after a penalty: take it
 		e.primed = true
 		e.sampled.Store(true)
 	} else {

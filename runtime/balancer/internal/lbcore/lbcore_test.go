@@ -200,42 +200,191 @@ func TestFailureCodesConfigurable(t *testing.T) {
 	}
 }
 
+// sim drives P2C over ready on the fake clock: a call starts every step,
+// up to inFlight calls are outstanding (the oldest completes when a new one
+// would exceed it), and fails decides whether a call to an endpoint fails
+// with UNAVAILABLE. Each call to run returns how many calls of n went to
+// each endpoint.
+type sim struct {
+	t        *testing.T
+	clk      *fakeClock
+	tr       *Tracker
+	ready    []Child
+	step     time.Duration
+	inFlight int
+	fails    func(addr string) bool
+	pending  []func()
+}
+
+func (s *sim) run(n int) map[string]int {
+	count := map[string]int{}
+	for range n {
+		s.clk.now += int64(s.step)
+		if len(s.pending) == s.inFlight {
+			s.pending[0]()
+			s.pending = s.pending[1:]
+		}
+		i := s.tr.ChooseP2C(s.ready, s.clk.now, s.tr.Params(), nil)
+		addr := s.ready[i].EP.Addr
+		count[addr]++
+		done := pickDone(s.t, s.tr, &s.ready[i], nil)
+		var err error
+		if s.fails(addr) {
+			err = status.Error(codes.Unavailable, "down")
+		}
+		s.pending = append(s.pending, func() { done(balancer.DoneInfo{Err: err}) })
+	}
+	return count
+}
+
+func newSim(t *testing.T, seed uint64, step time.Duration, inFlight int, addrs ...string) *sim {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, seed)
+	var cs []endpointsharding.ChildState
+	for _, a := range addrs {
+		cs = append(cs, child(a, connectivity.Ready, &fakePicker{}))
+	}
+	_, ready := tr.Sync(cs)
+	return &sim{t: t, clk: clk, tr: tr, ready: ready, step: step, inFlight: inFlight, fails: func(string) bool { return false }}
+}
+
 // TestPassiveEjectionAndRecovery runs P2C over two endpoints: "bad" fails
 // fast with UNAVAILABLE for a while, then heals. It must lose nearly all
-// traffic while failing and win its share back after it heals.
+// traffic while failing (a probe per probe interval) and win its share
+// back within a probe interval or two after it heals, not after the
+// minute it takes the penalty to decay.
 func TestPassiveEjectionAndRecovery(t *testing.T) {
+	s := newSim(t, 7, 12*time.Millisecond, 1, "bad", "good")
+	failing := true
+	s.fails = func(addr string) bool { return failing && addr == "bad" }
+	// 12 s at one call every 12 ms: 1000 calls.
+	if got := s.run(1000)["bad"]; got > 12+2 {
+		t.Errorf("failing endpoint got %d of 1000 calls over 12 probe intervals, want at most one per interval", got)
+	}
+	failing = false
+	s.run(2 * 84) // two probe intervals
+	if got := s.run(1000)["bad"]; got < 300 {
+		t.Errorf("healed endpoint got %d of 1000 calls two probe intervals after it healed, want >= 300", got)
+	}
+}
+
+// TestFailingEndpointProbedOncePerInterval keeps four calls in flight over
+// three endpoints, one always failing, for 60 probe intervals: the failing
+// endpoint gets about one call per interval (its probe), never a burst of
+// concurrent probes, and is never starved of probes either.
+func TestFailingEndpointProbedOncePerInterval(t *testing.T) {
+	s := newSim(t, 3, time.Millisecond, 4, "a", "b", "bad")
+	s.fails = func(addr string) bool { return addr == "bad" }
+	interval := int(time.Duration(s.tr.Params().ProbeInterval) / time.Millisecond)
+	total, maxPer := 0, 0
+	for range 60 {
+		got := s.run(interval)["bad"]
+		total += got
+		maxPer = max(maxPer, got)
+	}
+	t.Logf("failing endpoint: %d calls of %d over 60 probe intervals, at most %d in one", total, 60*interval, maxPer)
+	if maxPer > 2 || total > 61 {
+		t.Errorf("failing endpoint got %d calls over 60 probe intervals, %d in one; want about one per interval", total, maxPer)
+	}
+	if total < 30 {
+		t.Errorf("failing endpoint probed %d times over 60 probe intervals; want about once per interval", total)
+	}
+}
+
+// TestHealedEndpointCarriesShareWithinProbeIntervals: three endpoints
+// under steady load, one ejected by failures for 30 s, then healthy again;
+// two probe intervals later it carries its third of the calls again.
+func TestHealedEndpointCarriesShareWithinProbeIntervals(t *testing.T) {
+	s := newSim(t, 11, time.Millisecond, 4, "a", "b", "c")
+	failing := true
+	s.fails = func(addr string) bool { return failing && addr == "c" }
+	if got := s.run(30000)["c"]; got > 32 {
+		t.Fatalf("failing endpoint got %d calls in 30 probe intervals", got)
+	}
+	failing = false
+	interval := int(time.Duration(s.tr.Params().ProbeInterval) / time.Millisecond)
+	s.run(2 * interval)
+	if got := s.run(3000)["c"]; got < 800 {
+		t.Errorf("healed endpoint got %d of 3000 calls two probe intervals after healing, want about 1000", got)
+	}
+}
+
+// TestProbeClaimedOnce: picks that found the same endpoint due a probe at
+// once (before either counted its call) send one probe between them.
+func TestProbeClaimedOnce(t *testing.T) {
 	clk := &fakeClock{}
-	tr := newTestTracker(clk, 7)
+	tr := newTestTracker(clk, 1)
 	_, ready := tr.Sync([]endpointsharding.ChildState{
-		child("bad", connectivity.Ready, &fakePicker{}),
-		child("good", connectivity.Ready, &fakePicker{}),
+		child("a", connectivity.Ready, &fakePicker{}),
+		child("b", connectivity.Ready, &fakePicker{}),
 	})
-	run := func(calls int, badFails bool) (badShare float64) {
-		bad := 0
-		for range calls {
-			clk.now += int64(10 * time.Millisecond) // one call every 10ms
-			i := tr.ChooseP2C(ready, clk.now, tau, nil)
-			done := pickDone(t, tr, &ready[i], nil)
-			var err error
-			if ready[i].EP.Addr == "bad" {
-				bad++
-				if badFails {
-					err = status.Error(codes.Unavailable, "down")
-				}
-			}
-			clk.now += int64(2 * time.Millisecond)
-			done(balancer.DoneInfo{Err: err})
+	ready[0].EP.ewma.ObservePenalty(float64(time.Second), 0, tau) // a: penalised, idle
+	ready[1].EP.ewma.Observe(ms, 0, tau)
+	ready[1].EP.inFlight.Store(2) // b: busy, so never due
+	clk.now = 2 * sec
+	p := tr.Params()
+	if got := cheaper(ready, 0, 1, clk.now, p); got != 0 {
+		t.Fatal("endpoint due a probe not chosen")
+	}
+	if got := cheaper(ready, 1, 0, clk.now, p); got != 1 {
+		t.Fatal("a second probe went out at the same instant")
+	}
+	clk.now += sec
+	if got := cheaper(ready, 1, 0, clk.now, p); got != 0 {
+		t.Fatal("no probe a probe interval later")
+	}
+}
+
+func TestPenaltyReplacedByNextResponse(t *testing.T) {
+	var e EWMA
+	e.Init(30*ms, 0)
+	e.Observe(2*ms, sec, tau)
+	e.ObservePenalty(1000*ms, sec, tau) // a failure: the penalty is a peak
+	if got := e.Estimate(sec, tau); !near(got, 1000*ms) {
+		t.Fatalf("after a failure: %v, want the 1s penalty", time.Duration(got))
+	}
+	e.ObservePenalty(1000*ms, 2*sec, tau) // failing again: still penalised
+	e.ObserveAtLeast(1500*ms, 2*sec, tau) // a timeout raises it further
+	e.ObserveAtLeast(5*ms, 2*sec, tau)    // a low censored sample says nothing
+	if got := e.Estimate(2*sec, tau); !near(got, 1500*ms) {
+		t.Fatalf("after failures: %v, want 1.5s", time.Duration(got))
+	}
+	e.Observe(3*ms, 3*sec, tau) // a response replaces the penalty
+	if got := e.Estimate(3*sec, tau); !near(got, 3*ms) {
+		t.Fatalf("after a response: %v, want 3ms", time.Duration(got))
+	}
+	e.Observe(1*ms, 4*sec, tau) // and later responses blend as usual
+	w := math.Exp(-0.1)
+	if got, want := e.Estimate(4*sec, tau), 3*ms*w+1*ms*(1-w); !near(got, want) {
+		t.Fatalf("after a second response: %v, want %v", time.Duration(got), time.Duration(want))
+	}
+}
+
+func TestReadyAfterReconnectResetsEstimate(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	sync := func(s connectivity.State) *Endpoint {
+		_, all := tr.Sync([]endpointsharding.ChildState{child("a", s, &fakePicker{})})
+		if s == connectivity.Ready {
+			return all[0].EP
 		}
-		return float64(bad) / float64(calls)
+		return nil
 	}
-	if share := run(1000, true); share > 0.01 {
-		t.Errorf("failing endpoint got %.1f%% of calls, want <= 1%%", 100*share)
+	ep := sync(connectivity.Ready)
+	ep.ewma.ObservePenalty(float64(time.Second), 0, tau)
+	sync(connectivity.Ready) // a picker rebuild with no reconnection
+	if !ep.ewma.Sampled() || !near(ep.ewma.Estimate(0, tau), float64(time.Second)) {
+		t.Fatal("estimate reset without a reconnection")
 	}
-	// Healed: the penalty decays (about tau × ln(penalty/peer cost) ≈ 60 s)
-	// and successful probes bring the estimate down.
-	run(10000, false) // 120 s
-	if share := run(2000, false); share < 0.3 {
-		t.Errorf("healed endpoint got %.1f%% of calls, want >= 30%%", 100*share)
+	for _, s := range []connectivity.State{connectivity.TransientFailure, connectivity.Connecting, connectivity.Idle} {
+		ep.ewma.ObservePenalty(float64(time.Second), clk.now, tau)
+		sync(s)
+		if got := sync(connectivity.Ready); got != ep {
+			t.Fatal("endpoint not kept")
+		}
+		if ep.ewma.Sampled() || !near(ep.ewma.Estimate(clk.now, tau), float64(DefaultRTT)) {
+			t.Fatalf("READY after %v: estimate %v (sampled %v), want the default RTT, unmeasured", s, time.Duration(ep.ewma.Estimate(clk.now, tau)), ep.ewma.Sampled())
+		}
 	}
 }
 
@@ -264,7 +413,7 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 	}
 	for _, tc := range tests {
 		tr.Rand = func() uint64 { return tc.j<<32 | tc.i }
-		if got := ready[tr.ChooseP2C(ready, 0, tau, nil)].EP.Addr; got != tc.want {
+		if got := ready[tr.ChooseP2C(ready, 0, tr.Params(), nil)].EP.Addr; got != tc.want {
 			t.Errorf("draw (%d,%d): chose %s, want %s", tc.i, tc.j, got, tc.want)
 		}
 	}
@@ -281,7 +430,7 @@ func TestChooseP2CShares(t *testing.T) {
 	_, ready := tr.Sync(cs)
 	count := map[string]int{}
 	for range 40000 {
-		count[ready[tr.ChooseP2C(ready, 0, tau, nil)].EP.Addr]++
+		count[ready[tr.ChooseP2C(ready, 0, tr.Params(), nil)].EP.Addr]++
 	}
 	for a, n := range count {
 		if n < 9000 || n > 11000 {
@@ -302,7 +451,7 @@ func TestAvoidSet(t *testing.T) {
 	for range 200 {
 		a := new(callinfo.Attempts)
 		a.Add("c")
-		i := tr.ChooseP2C(ready, 0, tau, a)
+		i := tr.ChooseP2C(ready, 0, tr.Params(), a)
 		if got := ready[i].EP.Addr; got == "c" {
 			t.Fatalf("hedged call went to tried endpoint c")
 		}
@@ -316,13 +465,13 @@ func TestAvoidSet(t *testing.T) {
 	for _, e := range []string{"a", "b", "c"} {
 		a.Add(e)
 	}
-	tr.ChooseP2C(ready, 0, tau, a) // must not panic or loop
+	tr.ChooseP2C(ready, 0, tr.Params(), a) // must not panic or loop
 	// One untried endpoint left: it is the only choice.
 	a = new(callinfo.Attempts)
 	a.Add("a")
 	a.Add("c")
 	for range 50 {
-		if got := ready[tr.ChooseP2C(ready, 0, tau, a)].EP.Addr; got != "b" {
+		if got := ready[tr.ChooseP2C(ready, 0, tr.Params(), a)].EP.Addr; got != "b" {
 			t.Fatalf("chose %s, want b, the only untried endpoint", got)
 		}
 	}
@@ -433,7 +582,7 @@ func TestPickAllocs(t *testing.T) {
 	errUnavailable := status.Error(codes.Unavailable, "")
 	for name, err := range map[string]error{"success": nil, "UNAVAILABLE": errUnavailable} {
 		allocs := testing.AllocsPerRun(1000, func() {
-			i := tr.ChooseP2C(ready, clk.now, tau, nil)
+			i := tr.ChooseP2C(ready, clk.now, tr.Params(), nil)
 			res, _ := tr.Pick(&ready[i], info, clk.now, nil, false)
 			res.Done(balancer.DoneInfo{Err: err})
 		})
@@ -471,12 +620,12 @@ func TestUnsampledEndpointIsProbedOneCallAtATime(t *testing.T) {
 	old.EP.ewma.Observe(1*ms, 0, tau)
 	old.EP.inFlight.Store(3) // old costs 1ms × 4 = 4ms
 	// Idle and never measured: free, so it gets the next call at once.
-	if got := tr.ChooseP2C(ready, 0, tau, nil); &ready[got] != nw {
+	if got := tr.ChooseP2C(ready, 0, tr.Params(), nil); &ready[got] != nw {
 		t.Fatal("idle new endpoint not probed")
 	}
 	pickDone(t, tr, nw, nil) // the probe is out: 30ms × 1 > 4ms
 	for range 20 {
-		if got := tr.ChooseP2C(ready, 0, tau, nil); &ready[got] != old {
+		if got := tr.ChooseP2C(ready, 0, tr.Params(), nil); &ready[got] != old {
 			t.Fatal("a second probe went out before the first answered")
 		}
 	}

@@ -8,12 +8,14 @@ const maxStackCandidates = 64
 
 // ChooseP2C returns the index in ready of the cheaper of two distinct
 // endpoints drawn at random (power of two choices, Mitzenmacher 2001), the
-// cost being Endpoint.Cost. When a is non-nil (a hedged call), endpoints
-// that a names are left out whenever an untried one exists. ready must not
-// be empty. One random draw; no allocation for up to 64 untried endpoints.
-func (t *Tracker) ChooseP2C(ready []Child, now int64, tau float64, a *callinfo.Attempts) int {
+// cost being Endpoint.Cost under p, except that an endpoint due a probe
+// wins over one that is not (see cheaper). When a is non-nil (a hedged
+// call), endpoints that a names are left out whenever an untried one
+// exists. ready must not be empty. One random draw; no allocation for up to
+// 64 untried endpoints.
+func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Attempts) int {
 	if a != nil {
-		if i, ok := t.chooseUntried(ready, now, tau, a); ok {
+		if i, ok := t.chooseUntried(ready, now, p, a); ok {
 			return i
 		}
 	}
@@ -22,8 +24,31 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, tau float64, a *callinfo.A
 		return 0
 	}
 	i, j := t.pair(n)
-	if ready[j].EP.Cost(now, tau) < ready[i].EP.Cost(now, tau) {
-		return j
+	return cheaper(ready, i, j, now, p)
+}
+
+// cheaper returns whichever of ready[i] and ready[j] should take the call.
+//
+// Probing: an endpoint with nothing in flight that has not been picked for
+// p.ProbeInterval is due a probe, and is preferred to one that is not, as
+// an endpoint never measured is preferred while idle. Without it an
+// endpoint whose estimate is high (a failure penalty, a latency peak) gets
+// no call until the estimate decays below its peers' (about tau × ln of
+// the ratio: a minute), and with no calls there is no sample to show it
+// recovered. Busy endpoints are never due, so the probe goes out only to
+// those P2C was avoiding, one per interval: claimProbe makes concurrent
+// picks that drew the same due endpoint agree on a single probe (the
+// others take the other endpoint drawn). Two endpoints alike in this
+// respect compare on cost, so among idle endpoints of a quiet client the
+// faster still wins.
+func cheaper(ready []Child, i, j int, now int64, p *Params) int {
+	ei, ej := ready[i].EP, ready[j].EP
+	di, dj := ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
+	if dj && !di || di == dj && ej.Cost(now, p.Tau) < ei.Cost(now, p.Tau) {
+		i, j, di, ei = j, i, dj, ej
+	}
+	if di && !ei.claimProbe(now, p.ProbeInterval) {
+		return j // another pick sent the probe
 	}
 	return i
 }
@@ -41,7 +66,7 @@ func (t *Tracker) pair(n int) (int, int) {
 
 // chooseUntried runs P2C over the endpoints a has not tried; ok is false
 // when every ready endpoint was tried (the caller then ignores a).
-func (t *Tracker) chooseUntried(ready []Child, now int64, tau float64, a *callinfo.Attempts) (int, bool) {
+func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo.Attempts) (int, bool) {
 	var buf [maxStackCandidates]int
 	cand := buf[:0]
 	for i := range ready {
@@ -56,11 +81,7 @@ func (t *Tracker) chooseUntried(ready []Child, now int64, tau float64, a *callin
 		return cand[0], true
 	}
 	x, y := t.pair(len(cand))
-	i, j := cand[x], cand[y]
-	if ready[j].EP.Cost(now, tau) < ready[i].EP.Cost(now, tau) {
-		return j, true
-	}
-	return i, true
+	return cheaper(ready, cand[x], cand[y], now, p), true
 }
 
 // AnyUntried reports whether some endpoint in children is ready and not

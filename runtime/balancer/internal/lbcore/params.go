@@ -31,15 +31,33 @@ const (
 	// A backend that fails fast would otherwise look like the fastest one
 	// and attract all traffic. 1 s is two orders of magnitude above typical
 	// RPC latencies, so after a failure the endpoint loses its place to any
-	// healthy peer; the penalty decays with tau, the endpoint is probed
-	// again, and one success brings its estimate back down. Set it well
-	// above the service's normal latency.
+	// healthy peer; it is probed once per DefaultProbeInterval, and the
+	// first success replaces the penalty (it is not blended with it), so a
+	// backend that recovered is back at once. Set it well above the
+	// service's normal latency.
 	DefaultFailurePenalty = time.Second
+
+	// DefaultProbeInterval is how long an idle endpoint may go without a
+	// pick before it is due a probe: one call, at no cost, whatever its
+	// estimate (see Tracker.ChooseP2C). Peak-EWMA alone re-measures an
+	// endpoint only once its decaying estimate falls below its peers':
+	// after a failure (an estimate of the 1 s penalty against ~1 ms peers)
+	// that is tau × ln(1000) ≈ 70 s of no traffic, though the backend may
+	// have recovered a second later. Probing bounds that wait to about one
+	// interval. 1 s keeps a backend that still fails at one failed call per
+	// second, negligible beside the traffic of a busy client, and close to
+	// the reconnect backoff's 1 s base (gRPC's connection backoff), so a
+	// backend that recovers is back about as fast as one that restarts. A
+	// client that makes fewer calls than endpoints per second sends a
+	// larger share of its calls as probes; raise the interval there.
+	DefaultProbeInterval = time.Second
 
 	minDecayWindow    = time.Millisecond
 	maxDecayWindow    = time.Hour
 	maxDefaultRTT     = time.Minute
 	maxFailurePenalty = time.Hour
+	minProbeInterval  = 10 * time.Millisecond
+	maxProbeInterval  = time.Hour
 
 	// minEstimate floors the decayed estimate that pickers use. An endpoint
 	// left idle for many tau has an estimate of ~0, which would make its
@@ -96,6 +114,10 @@ type LatencyConfig struct {
 	// FailurePenalty is the latency sample a failed call counts as.
 	// Default 1s; bounds (0, 1h].
 	FailurePenalty Duration `json:"failurePenalty,omitempty"`
+	// ProbeInterval is how long an idle endpoint may go without a pick
+	// before it gets a probe call whatever its estimate. Default 1s; bounds
+	// [10ms, 1h].
+	ProbeInterval Duration `json:"probeInterval,omitempty"`
 	// FailureCodes lists the canonical status code names that count as
 	// failures. Default ["UNAVAILABLE"]; OK is not allowed; an explicit
 	// empty list turns failure accounting off.
@@ -110,6 +132,7 @@ type Params struct {
 	Tau            float64 // ns
 	DefaultRTT     float64 // ns
 	FailurePenalty float64 // ns
+	ProbeInterval  float64 // ns
 	FailureMask    uint32  // bit c set: code c is a failure
 }
 
@@ -142,7 +165,11 @@ func (c *LatencyConfig) Params() (*Params, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Params{Tau: float64(tau), DefaultRTT: float64(rtt), FailurePenalty: float64(pen)}
+	probe, err := bounded("probeInterval", c.ProbeInterval, DefaultProbeInterval, minProbeInterval, maxProbeInterval)
+	if err != nil {
+		return nil, err
+	}
+	p := &Params{Tau: float64(tau), DefaultRTT: float64(rtt), FailurePenalty: float64(pen), ProbeInterval: float64(probe)}
 	if c.FailureCodes == nil {
 		for _, code := range DefaultFailureCodes {
 			p.FailureMask |= 1 << code

@@ -48,6 +48,7 @@ type Endpoint struct {
 	inFlight atomic.Int64
 	picks    atomic.Uint64
 	failures atomic.Uint64
+	lastPick atomic.Int64 // clock reading of the latest pick (or probe claim)
 	ewma     EWMA
 	state    connectivity.State // guarded by t.mu
 }
@@ -78,6 +79,20 @@ func (e *Endpoint) Cost(now int64, tau float64) float64 {
 		return e.ewma.Estimate(now, tau) * n
 	}
 	return e.Estimate(now, tau) * (n + 1)
+}
+
+// due reports whether e is due a probe: nothing in flight and no pick for
+// interval ns.
+func (e *Endpoint) due(now int64, interval float64) bool {
+	return e.inFlight.Load() == 0 && float64(now-e.lastPick.Load()) >= interval
+}
+
+// claimProbe marks e picked at now if it is still due a probe, and reports
+// whether it did, so that of concurrent picks that all found e due, one
+// sends the probe.
+func (e *Endpoint) claimProbe(now int64, interval float64) bool {
+	last := e.lastPick.Load()
+	return float64(now-last) >= interval && e.lastPick.CompareAndSwap(last, now)
 }
 
 // TryAcquire counts one more call in flight on e if e has fewer than limit
@@ -146,8 +161,9 @@ func (t *Tracker) InFlight() int64 { return t.total.Load() }
 
 // Sync reconciles the Tracker with endpointsharding's children: it creates
 // Endpoints for new addresses (with the default RTT as their estimate),
-// drops those the resolver no longer lists, and returns every child sorted
-// by address, and the READY ones.
+// resets the estimate of an endpoint that is READY again after a
+// reconnection, drops those the resolver no longer lists, and returns every
+// child sorted by address, and the READY ones.
 func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Child) {
 	now := t.Now()
 	p := t.params.Load()
@@ -170,7 +186,19 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			ep.ewma.Init(p.DefaultRTT, now)
 			t.eps[addr] = ep
 		}
-		ep.state = cs.State.ConnectivityState
+		st := cs.State.ConnectivityState
+		if st == connectivity.Ready && ep.state != connectivity.Ready {
+			// READY again after TRANSIENT_FAILURE, CONNECTING or IDLE:
+			// pickfirst made a new connection, often to a restarted
+			// process. The estimate described the old one, and after a
+			// failure it is the penalty, which would keep the endpoint
+			// out until a probe. Start over as a new endpoint: one call
+			// at a time until the first response, which then replaces
+			// the prior. A backend that accepts connections but still
+			// fails is penalised again by that first call.
+			ep.ewma.Init(p.DefaultRTT, now)
+		}
+		ep.state = st
 		all = append(all, Child{
 			EP:       ep,
 			Picker:   cs.State.Picker,
@@ -232,6 +260,7 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, a *callinfo.
 		t.total.Add(1)
 	}
 	ep.picks.Add(1)
+	ep.lastPick.Store(now)
 	if a != nil {
 		a.Add(ep.Addr)
 	}
@@ -289,7 +318,7 @@ func (e *Endpoint) finish(err error, start int64) {
 	switch code := status.Code(err); {
 	case p.Failure(code):
 		e.failures.Add(1)
-		e.ewma.Observe(max(rtt, p.FailurePenalty), now, p.Tau)
+		e.ewma.ObservePenalty(max(rtt, p.FailurePenalty), now, p.Tau)
 	case code == codes.Canceled || code == codes.DeadlineExceeded:
 		e.ewma.ObserveAtLeast(rtt, now, p.Tau)
 	default:

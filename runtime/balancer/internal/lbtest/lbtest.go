@@ -41,6 +41,19 @@ type Backend struct {
 	Delay time.Duration
 	Fail  codes.Code
 	srv   *grpc.Server
+	// failNow, when set, overrides Fail while the backend runs.
+	failNow atomic.Pointer[codes.Code]
+}
+
+// SetFail makes every later call end with code (codes.OK: succeed),
+// overriding Fail; safe while the backend serves.
+func (b *Backend) SetFail(code codes.Code) { b.failNow.Store(&code) }
+
+func (b *Backend) fail() codes.Code {
+	if c := b.failNow.Load(); c != nil {
+		return *c
+	}
+	return b.Fail
 }
 
 type echoServer interface{}
@@ -60,8 +73,8 @@ func (b *Backend) handle(_ any, ctx context.Context, dec func(any) error, _ grpc
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	if b.Fail != codes.OK {
-		return nil, status.Error(b.Fail, "lbtest: failing backend")
+	if c := b.fail(); c != codes.OK {
+		return nil, status.Error(c, "lbtest: failing backend")
 	}
 	return in, nil
 }
