@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -257,4 +258,76 @@ func Measure(s *Server, v Variant, c Case) (Sample, error) {
 		BytesPerOp:  float64(br.MemBytes) / float64(br.N),
 		AllocsPerOp: float64(br.MemAllocs) / float64(br.N),
 	}, nil
+}
+
+// Blocks measures the variants' ns/op in case c by fine interleaving: every
+// client is dialled once, then blocks rounds each run calls calls through
+// every client in turn (order rotated per round). It returns, per variant,
+// the ns/op of each round, so that ratios can be paired round by round: a
+// burst of load from elsewhere on the machine spoils a round or two, not a
+// whole client's figure.
+func Blocks(s *Server, variants []Variant, c Case, blocks, calls int) (map[string][]float64, error) {
+	clients := make([]Client, len(variants))
+	for i, v := range variants {
+		cl, err := v.Dial(s)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		clients[i] = cl
+	}
+	req := &greeterv1.HelloRequest{Name: strings.Repeat("x", c.Payload)}
+	one := func(cl Client) error {
+		ctx := context.Background()
+		if cl.Ctx != nil {
+			ctx = cl.Ctx(ctx)
+		}
+		_, err := cl.Greeter.SayHello(ctx, req)
+		return err
+	}
+	run := func(cl Client, n int) error {
+		if !c.Parallel {
+			for range n {
+				if err := one(cl); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		workers := 4 * goruntime.GOMAXPROCS(0)
+		errs := make(chan error, workers)
+		for w := range workers {
+			go func() {
+				var err error
+				for i := w; i < n && err == nil; i += workers {
+					err = one(cl)
+				}
+				errs <- err
+			}()
+		}
+		var first error
+		for range workers {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	for _, cl := range clients {
+		if err := run(cl, 100); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string][]float64{}
+	for b := range blocks {
+		for i := range variants {
+			k := (i + b) % len(variants)
+			t0 := time.Now()
+			if err := run(clients[k], calls); err != nil {
+				return nil, fmt.Errorf("%s: %w", variants[k].Name, err)
+			}
+			out[variants[k].Name] = append(out[variants[k].Name], float64(time.Since(t0).Nanoseconds())/float64(calls))
+		}
+	}
+	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 // Summary is the median and range of repeated measurements.
 type Summary struct {
 	Median, Min, Max float64
+	Q1, Q3           float64 // quartiles (nearest rank)
 	N                int
 }
 
@@ -25,7 +26,7 @@ func Of(xs []float64) Summary {
 	if n%2 == 0 {
 		med = (s[n/2-1] + s[n/2]) / 2
 	}
-	return Summary{Median: med, Min: s[0], Max: s[n-1], N: n}
+	return Summary{Median: med, Min: s[0], Max: s[n-1], Q1: s[(n-1)/4], Q3: s[n-1-(n-1)/4], N: n}
 }
 
 // Spread is (max-min)/median, the relative width of the range.
@@ -42,4 +43,9 @@ func (s Summary) Format(f string) string {
 		return fmt.Sprintf(f, s.Median)
 	}
 	return fmt.Sprintf(f+" ("+f+"–"+f+")", s.Median, s.Min, s.Max)
+}
+
+// FormatIQR prints the median with its interquartile range.
+func (s Summary) FormatIQR(f string) string {
+	return fmt.Sprintf(f+" (IQR "+f+"–"+f+")", s.Median, s.Q1, s.Q3)
 }
