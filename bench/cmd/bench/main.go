@@ -32,9 +32,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lbclient/lbclient/bench/internal/genspeed"
 )
 
 func main() {
+	genspeed.MaybeRunner() // when it is the go-between of a plugin run
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	sections := flag.String("sections", "overhead,quality,generator", "comma-separated sections to run")

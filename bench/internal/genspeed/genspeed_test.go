@@ -1,12 +1,18 @@
 package genspeed
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 )
+
+func TestMain(m *testing.M) {
+	MaybeRunner()
+	os.Exit(m.Run())
+}
 
 // TestTiny builds the plugins, generates a tiny input and checks that each
 // plugin answers with files; it asserts no timing.
