@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -144,24 +146,37 @@ type Sample struct {
 }
 
 // runnerEnv, when set in the environment, makes a process that calls
-// MaybeRunner exec the plugin it names instead of doing its own work.
+// MaybeRunner run the plugin it names instead of doing its own work.
 const runnerEnv = "LBCLIENT_BENCH_PLUGIN"
 
+// rssPrefix starts the go-between's report of the plugin's peak RSS, the
+// last line of its stderr.
+const rssPrefix = "lbclient-bench-maxrss-kib="
+
 // MaybeRunner is called first thing in main (and TestMain). Linux counts in
-// a child's peak RSS the memory of the process that started it (os/exec
-// starts children with vfork, which shares the parent's memory until exec),
-// so a plugin started by the harness would report the harness's peak. A
-// small fresh process in between, which execs the plugin in its own place,
-// brings that floor down to a few MiB.
+// a process's peak RSS the memory of the process it was started from until
+// its exec (os/exec starts children with vfork, sharing the parent's
+// memory), so a plugin started by the harness would report the harness's
+// peak. A fresh, small process in between starts the plugin as its own
+// child, passing stdin and stdout through, and reports the child's peak:
+// the floor is then the go-between's few MiB.
 func MaybeRunner() {
 	bin := os.Getenv(runnerEnv)
 	if bin == "" {
 		return
 	}
-	if err := syscall.Exec(bin, []string{bin}, os.Environ()); err != nil {
-		fmt.Fprintln(os.Stderr, "exec", bin, err)
+	cmd := exec.Command(bin)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, runnerEnv+"=") })
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := cmd.Run()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && cmd.ProcessState != nil {
+		fmt.Fprintf(os.Stderr, "\n%s%d\n", rssPrefix, ru.Maxrss)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, bin, err)
 		os.Exit(2)
 	}
+	os.Exit(0)
 }
 
 // RunPlugin runs the plugin binary with req on stdin, through a fresh
@@ -193,8 +208,17 @@ func RunPlugin(bin string, req []byte) (Sample, error) {
 	for _, f := range resp.GetFile() {
 		s.OutSize += len(f.GetContent())
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.MaxRSS = ru.Maxrss * 1024 // kilobytes on Linux
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, rssPrefix); ok {
+			kib, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return Sample{}, fmt.Errorf("%s: peak RSS %q: %w", filepath.Base(bin), v, err)
+			}
+			s.MaxRSS = kib * 1024 // Linux reports kilobytes
+		}
+	}
+	if s.MaxRSS == 0 {
+		return Sample{}, fmt.Errorf("%s: no peak RSS reported", filepath.Base(bin))
 	}
 	return s, nil
 }
