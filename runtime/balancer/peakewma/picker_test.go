@@ -65,10 +65,12 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 			}
 		}
 	}
-	// "busy" holds 100 calls; they stay in flight.
+	// "busy" holds 1000 calls; they stay in flight. (Over the 52 s of the
+	// run its unsampled estimate decays to the 100µs floor: 1000 calls in
+	// flight still cost more than one at 50ms.)
 	for _, c := range p.ready {
 		if c.EP.Addr == "busy" {
-			for range 100 {
+			for range 1000 {
 				if _, err := p.t.Pick(&c, info, *now, nil, false); err != nil {
 					t.Fatal(err)
 				}
@@ -81,8 +83,16 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		count[addrOf(res)]++
-		*now += 1e6
+		a := addrOf(res)
+		count[a]++
+		// Each endpoint keeps answering at its latency: the estimate
+		// follows the latest responses, so answers at another latency
+		// would change the costs under test.
+		if a == "slow" {
+			*now += 50e6
+		} else {
+			*now += 1e6
+		}
 		res.Done(balancer.DoneInfo{})
 	}
 	// P2C with distinct draws: the costliest endpoint is never chosen, the

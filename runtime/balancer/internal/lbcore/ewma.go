@@ -12,12 +12,22 @@ import (
 //
 //   - a sample above the current estimate replaces it at once (the peak),
 //     so an endpoint that turns slow is avoided after one slow response;
-//   - a sample at or below it is blended in with weight 1-w, where
-//     w = exp(-elapsed/tau) and elapsed is the time since the previous
-//     sample, so the estimate falls back over about tau;
-//   - between samples the estimate read by pickers decays as est·w(now), so
-//     an endpoint that was avoided because it was slow is eventually probed
-//     again instead of being starved for ever;
+//   - a sample at or below it is blended in with weight
+//     max(1-exp(-elapsed/tau), 1/ResponseWindow), where elapsed is the
+//     time since the previous sample: the estimate falls back over tau or
+//     over about ResponseWindow responses, whichever is sooner. Finagle and
+//     linkerd2-proxy use the time share alone; at the thousands of
+//     responses per second of a busy client that holds every peak (a GC
+//     pause, a descheduled goroutine) for seconds, so the estimate of a
+//     fast endpoint is its latest stall rather than its latency (see
+//     ResponseWindow);
+//   - between samples the estimate read by pickers decays as
+//     est·exp(-elapsed/tau). Probing (Tracker.ChooseP2C) now re-measures an
+//     idle endpoint once per probe interval, long before this decay moves
+//     the estimate much (about 10% in 1 s with the 10 s default), so it is
+//     no longer what brings an avoided endpoint back; it remains for an
+//     endpoint that is never idle, hence never due a probe (a long stream
+//     in flight), and whose estimate is high;
 //   - the value given to Init is a prior, not a measurement: the first
 //     sample replaces it outright. (Blending would keep a 30 ms default
 //     alive for about tau on an endpoint that answers in 1 ms, since the
@@ -143,7 +153,9 @@ func (e *EWMA) observeLocked(rtt float64, now int64, tau float64, replace bool) 
 		if d < 0 {
 			d = 0
 		}
-		w := decay(float64(d) / tau)
+		// The sample weighs its share of the decay window, and at
+		// least 1/ResponseWindow (see ResponseWindow).
+		w := min(decay(float64(d)/tau), 1-1.0/ResponseWindow)
 		est = est*w + rtt*(1-w)
 	}
 	if now > stamp {

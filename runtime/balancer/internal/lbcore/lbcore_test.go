@@ -70,10 +70,26 @@ func TestEWMA(t *testing.T) {
 	if got := e.Estimate(sec, tau); !near(got, 10*ms) {
 		t.Fatalf("after the first sample: %v, want 10ms", got)
 	}
-	// Below the estimate: blended with weight exp(-1s/10s) on the old value.
-	e.Observe(5*ms, 2*sec, tau)
-	w := math.Exp(-0.1)
+	// Below the estimate: blended with weight exp(-3s/10s) on the old value
+	// (the sample's time share, 26%, is above 1/ResponseWindow).
+	e.Observe(5*ms, 4*sec, tau)
+	w := math.Exp(-0.3)
 	want := 10*ms*w + 5*ms*(1-w)
+	if got := e.Estimate(4*sec, tau); !near(got, want) {
+		t.Fatalf("after a low sample: %v, want %v", got, want)
+	}
+	// A sample 1s later weighs 1/ResponseWindow, more than its time share
+	// (1-exp(-0.1) = 9.5%).
+	e.Observe(5*ms, 5*sec, tau)
+	want = want*(1-1.0/ResponseWindow) + 5*ms/ResponseWindow
+	if got := e.Estimate(5*sec, tau); !near(got, want) {
+		t.Fatalf("after a low sample: %v, want %v", got, want)
+	}
+	e.Init(30*ms, 0)
+	e.Observe(10*ms, sec, tau)
+	e.Observe(5*ms, 2*sec, tau)
+	w = min(math.Exp(-0.1), 1-1.0/ResponseWindow)
+	want = 10*ms*w + 5*ms*(1-w)
 	if got := e.Estimate(2*sec, tau); !near(got, want) {
 		t.Fatalf("after a low sample: %v, want %v", got, want)
 	}
@@ -87,10 +103,12 @@ func TestEWMA(t *testing.T) {
 	if got := e.Estimate(sec+int64(tau), tau); !near(got, 50*ms*math.Exp(-1)) {
 		t.Fatalf("after tau: %v, want %v", got, 50*ms*math.Exp(-1))
 	}
-	// Same-instant samples below the estimate do not move it (w = 1).
+	// A same-instant sample below the estimate has no time share; it still
+	// weighs 1/ResponseWindow: a response is evidence however close to the
+	// previous one it comes.
 	e.Observe(1*ms, sec, tau)
-	if got := e.Estimate(sec, tau); !near(got, 50*ms) {
-		t.Fatalf("same-instant low sample moved the estimate: %v", got)
+	if got, want := e.Estimate(sec, tau), 50*ms*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
+		t.Fatalf("same-instant low sample: %v, want %v", got, want)
 	}
 	// A sample stamped before the last one never steps the stamp back.
 	e.Observe(1*ms, 0, tau)
@@ -354,7 +372,7 @@ func TestPenaltyReplacedByNextResponse(t *testing.T) {
 		t.Fatalf("after a response: %v, want 3ms", time.Duration(got))
 	}
 	e.Observe(1*ms, 4*sec, tau) // and later responses blend as usual
-	w := math.Exp(-0.1)
+	w := min(math.Exp(-0.1), 1-1.0/ResponseWindow)
 	if got, want := e.Estimate(4*sec, tau), 3*ms*w+1*ms*(1-w); !near(got, want) {
 		t.Fatalf("after a second response: %v, want %v", time.Duration(got), time.Duration(want))
 	}
