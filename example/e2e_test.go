@@ -94,6 +94,10 @@ func TestEveryMethodKindUnderEveryPolicy(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			c := newClient(t, bs, runtime.WithPolicy(p))
 			ctx := testCtx(t)
+			if p != runtime.PickFirst {
+				// Until every backend is ready, calls go to those that are.
+				waitAllReady(t, c.Conn(), len(bs))
+			}
 			perPeer := map[string]int{}
 			const calls = 30
 			for i := range calls {

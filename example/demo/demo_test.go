@@ -45,7 +45,7 @@ func TestSkewedBackendGetsLittleTraffic(t *testing.T) {
 			if share < 0.20 {
 				t.Errorf("ROUND_ROBIN sent the slow backend %.1f%%, want its turn (25%%)", 100*share)
 			}
-		case "PEAK_EWMA", "PEAK_EWMA + hedging p95":
+		case "PEAK_EWMA", "PEAK_EWMA + hedging p97":
 			if share >= 0.10 {
 				t.Errorf("%s sent the slow backend %.1f%% of calls, want < 10%%", v.name, 100*share)
 			}
@@ -80,7 +80,7 @@ func TestDemoRuns(t *testing.T) {
 	if err := run(&out, config{calls: 300, workers: 4}); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"== Spread", "== One slow backend", "== Failover", "== Key affinity", "PEAK_EWMA + hedging p95"} {
+	for _, want := range []string{"== Spread", "== One slow backend", "== Failover", "== Key affinity", "PEAK_EWMA + hedging p97"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

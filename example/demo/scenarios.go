@@ -152,7 +152,7 @@ func skewVariants() []variant {
 		{name: "ROUND_ROBIN", opts: []runtime.Option{runtime.WithPolicy(runtime.RoundRobin), noHedging}, rules: true},
 		{name: "LEAST_REQUEST", opts: []runtime.Option{runtime.WithPolicy(runtime.LeastRequest), noHedging}, rules: true},
 		{name: "PEAK_EWMA", opts: []runtime.Option{runtime.WithPolicy(runtime.PeakEWMA), noHedging}, rules: true},
-		{name: "PEAK_EWMA + hedging p95", opts: []runtime.Option{runtime.WithPolicy(runtime.PeakEWMA)}, rules: true},
+		{name: "PEAK_EWMA + hedging p97", opts: []runtime.Option{runtime.WithPolicy(runtime.PeakEWMA)}, rules: true},
 	}
 }
 

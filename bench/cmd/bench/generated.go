@@ -9,7 +9,7 @@ import (
 // generatedVariants are the clients that call through the lbclient-generated
 // package: the default policy on a rule-less Conn (the generated method's
 // own cost), and NewGreeterClient with every rule of the annotations
-// (SayHello hedged at p95, timeouts, retries, health checking).
+// (SayHello hedged at p97, timeouts, retries, health checking).
 func generatedVariants() []overhead.Variant {
 	return []overhead.Variant{
 		overhead.Lbclient("generated client, PEAK_EWMA", overhead.Target, runtime.PeakEWMA,

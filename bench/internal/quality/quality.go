@@ -36,7 +36,7 @@ var Scenarios = []Scenario{Healthy, Skewed, Failing}
 type Variant struct {
 	Name   string
 	Policy runtime.Policy
-	Hedge  bool // SayHello hedged: 2 attempts, adaptive p95 delay
+	Hedge  bool // SayHello hedged: 2 attempts, adaptive p97 delay
 	Keys   bool // calls carry hash keys from a Zipf stream
 }
 
@@ -45,15 +45,15 @@ var Variants = []Variant{
 	{Name: "round_robin", Policy: runtime.RoundRobin},
 	{Name: "least_request", Policy: runtime.LeastRequest},
 	{Name: "PEAK_EWMA", Policy: runtime.PeakEWMA},
-	{Name: "PEAK_EWMA + hedging p95", Policy: runtime.PeakEWMA, Hedge: true},
+	{Name: "PEAK_EWMA + hedging p97", Policy: runtime.PeakEWMA, Hedge: true},
 	{Name: "CONSISTENT_HASH (Zipf keys)", Policy: runtime.ConsistentHash, Keys: true},
 }
 
 // HedgingRules are the rules of the hedged variant: those of SayHello's
-// annotation (two attempts, adaptive p95 delay, UNAVAILABLE not fatal),
+// annotation (two attempts, adaptive p97 delay, UNAVAILABLE not fatal),
 // without its timeout, so that latencies are not cut.
 var HedgingRules = runtime.MethodRules{Hedging: &runtime.HedgingPolicy{
-	MaxAttempts: 2, DelayPercentile: 95, NonFatalCodes: []codes.Code{codes.Unavailable},
+	MaxAttempts: 2, DelayPercentile: 97, NonFatalCodes: []codes.Code{codes.Unavailable},
 }}
 
 // Config sizes a run.

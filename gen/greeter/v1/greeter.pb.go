@@ -352,7 +352,7 @@ const file_greeter_v1_greeter_proto_rawDesc = "" +
 	"\x05count\x18\x01 \x01(\rR\x05count2\x8a\x04\n" +
 	"\aGreeter\x12_\n" +
 	"\bSayHello\x12\x18.greeter.v1.HelloRequest\x1a\x16.greeter.v1.HelloReply\"!\xb2\xbc\x1c\x1a\n" +
-	"\x021s\"\x14\b\x02\x12\x03p95\x1a\vUNAVAILABLE\x90\x02\x01\x12\\\n" +
+	"\x021s\"\x14\b\x02\x12\x03p97\x1a\vUNAVAILABLE\x90\x02\x01\x12\\\n" +
 	"\fGreetAccount\x12\x1f.greeter.v1.GreetAccountRequest\x1a\x16.greeter.v1.HelloReply\"\x13\xb2\xbc\x1c\f*\n" +
 	"account.id\x90\x02\x02\x12;\n" +
 	"\x05Watch\x12\x18.greeter.v1.WatchRequest\x1a\x16.greeter.v1.HelloReply0\x01\x12J\n" +
