@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -328,10 +329,11 @@ func affinityScenario(ctx context.Context, w io.Writer, cfg config) error {
 		}
 	}
 	names := slices.Sorted(maps.Keys(per))
-	fmt.Fprintf(w, "accounts per backend (4 backends): ")
-	for _, n := range names {
-		fmt.Fprintf(w, "%s=%d ", n, per[n])
+	counts := make([]string, len(names))
+	for i, n := range names {
+		counts[i] = fmt.Sprintf("%s=%d", n, per[n])
 	}
+	fmt.Fprintf(w, "accounts per backend (4 backends): %s", strings.Join(counts, " "))
 	fmt.Fprintf(w, "\nevery account stayed on one backend over 3 calls; adding a 5th backend moved %d of %d accounts (%s; ideal 1/5 = 20%%)\n", moved, keys, pct(float64(moved)/keys))
 	return nil
 }
