@@ -10,47 +10,24 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/resolver"
 
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
+	"github.com/lbclient/lbclient/runtime/balancer/internal/lbtest"
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 )
-
-// scPicker stands for a pickfirst child: it returns its SubConn.
-type scPicker struct{ sc balancer.SubConn }
-
-func (p scPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
-	return balancer.PickResult{SubConn: p.sc}, nil
-}
-
-type fakeSubConn struct {
-	balancer.SubConn
-	addr string
-}
-
-func addrOf(res balancer.PickResult) string { return res.SubConn.(*fakeSubConn).addr }
 
 // newTestPicker builds the policy's picker over addrs (READY unless listed
 // in down) with cfg, a fake clock and seeded randomness.
 func newTestPicker(t *testing.T, cfg *LBConfig, addrs []string, down ...string) *picker {
 	t.Helper()
 	tr := lbcore.NewTracker(func() int64 { return 0 }, rand.New(rand.NewPCG(1, 2)).Uint64)
-	var cs []endpointsharding.ChildState
-	for _, a := range addrs {
-		s := connectivity.Ready
-		for _, d := range down {
-			if d == a {
-				s = connectivity.TransientFailure
-			}
+	all, ready := tr.Sync(lbtest.ChildStates(addrs, func(a string) connectivity.State {
+		if slices.Contains(down, a) {
+			return connectivity.TransientFailure
 		}
-		cs = append(cs, endpointsharding.ChildState{
-			Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}},
-			State:    balancer.State{ConnectivityState: s, Picker: scPicker{&fakeSubConn{addr: a}}},
-		})
-	}
-	all, ready := tr.Sync(cs)
+		return connectivity.Ready
+	}, nil))
 	return (&pickerBuilder{}).Build(cfg, tr, all, ready).(*picker)
 }
 
@@ -69,7 +46,7 @@ func TestPickerAffinityUnderLightLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := addrOf(res), owner(r, addrs, k); got != want {
+			if got, want := lbtest.AddrOf(res), owner(r, addrs, k); got != want {
 				t.Fatalf("key %q went to %s, want its owner %s", k, got, want)
 			}
 			res.Done(balancer.DoneInfo{})
@@ -89,7 +66,7 @@ func TestPickerSkipsEndpointsNotReady(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := addrOf(res)
+		got := lbtest.AddrOf(res)
 		if got == down {
 			t.Fatalf("key %q went to the endpoint in TRANSIENT_FAILURE", k)
 		}
@@ -116,7 +93,7 @@ func TestPickerWithoutKeyUsesP2C(t *testing.T) {
 		if err != nil {
 			t.Fatalf("keyless call refused: %v", err)
 		}
-		count[addrOf(res)]++
+		count[lbtest.AddrOf(res)]++
 		dones = append(dones, res.Done)
 	}
 	// Same latency estimate everywhere and no call finished: cost is the
@@ -144,7 +121,7 @@ func TestPickerHedgedCallAvoidsTried(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := addrOf(res)
+		got := lbtest.AddrOf(res)
 		if got == home {
 			t.Fatalf("hedge of key %q went back to %s", k, home)
 		}
@@ -189,7 +166,7 @@ func TestBoundedLoadZipf(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := load(addrOf(res))
+			l := load(lbtest.AddrOf(res))
 			if l > limit {
 				violations++
 			}
@@ -245,19 +222,12 @@ func TestPickerAllocs(t *testing.T) {
 func newStatePicker(t *testing.T, addrs []string, states map[string]connectivity.State, kicks map[string]int) *picker {
 	t.Helper()
 	tr := lbcore.NewTracker(func() int64 { return 0 }, rand.New(rand.NewPCG(1, 2)).Uint64)
-	var cs []endpointsharding.ChildState
-	for _, a := range addrs {
-		s, ok := states[a]
-		if !ok {
-			s = connectivity.Ready
+	all, ready := tr.Sync(lbtest.ChildStates(addrs, func(a string) connectivity.State {
+		if s, ok := states[a]; ok {
+			return s
 		}
-		cs = append(cs, endpointsharding.ChildState{
-			Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}},
-			State:    balancer.State{ConnectivityState: s, Picker: scPicker{&fakeSubConn{addr: a}}},
-			ExitIdle: func() { kicks[a]++ },
-		})
-	}
-	all, ready := tr.Sync(cs)
+		return connectivity.Ready
+	}, func(a string) { kicks[a]++ }))
 	return (&pickerBuilder{}).Build(defaultConfig(), tr, all, ready).(*picker)
 }
 
@@ -351,7 +321,7 @@ func TestPickerFollowsA42ConnectionStates(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Pick: %v", err)
 				}
-				if got := addrOf(res); got != w[tc.want] {
+				if got := lbtest.AddrOf(res); got != w[tc.want] {
 					t.Fatalf("key went to %s (walk position %d), want %s (position %d)", got, slices.Index(w, got), w[tc.want], tc.want)
 				}
 				res.Done(balancer.DoneInfo{})

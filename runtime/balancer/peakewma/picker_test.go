@@ -6,25 +6,11 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/balancer/endpointsharding"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/resolver"
 
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
+	"github.com/lbclient/lbclient/runtime/balancer/internal/lbtest"
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 )
-
-// scPicker stands for a pickfirst child: it returns its SubConn.
-type scPicker struct{ sc balancer.SubConn }
-
-func (p scPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
-	return balancer.PickResult{SubConn: p.sc}, nil
-}
-
-type fakeSubConn struct {
-	balancer.SubConn
-	addr string
-}
 
 // newTestPicker builds the policy's picker over READY endpoints addrs with
 // a fake clock (returned) and seeded randomness.
@@ -32,18 +18,9 @@ func newTestPicker(t *testing.T, addrs ...string) (*picker, *int64) {
 	t.Helper()
 	now := new(int64)
 	tr := lbcore.NewTracker(func() int64 { return *now }, rand.New(rand.NewPCG(1, 2)).Uint64)
-	var cs []endpointsharding.ChildState
-	for _, a := range addrs {
-		cs = append(cs, endpointsharding.ChildState{
-			Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}},
-			State:    balancer.State{ConnectivityState: connectivity.Ready, Picker: scPicker{&fakeSubConn{addr: a}}},
-		})
-	}
-	all, ready := tr.Sync(cs)
+	all, ready := tr.Sync(lbtest.ChildStates(addrs, nil, nil))
 	return pickerBuilder{}.Build(defaultConfig(), tr, all, ready).(*picker), now
 }
-
-func addrOf(res balancer.PickResult) string { return res.SubConn.(*fakeSubConn).addr }
 
 func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 	p, now := newTestPicker(t, "fast", "slow", "busy")
@@ -83,7 +60,7 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := addrOf(res)
+		a := lbtest.AddrOf(res)
 		count[a]++
 		// Each endpoint keeps answering at its latency: the estimate
 		// follows the latest responses, so answers at another latency
@@ -116,7 +93,7 @@ func TestPickerHedgedCallAvoidsTried(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := addrOf(res)
+		got := lbtest.AddrOf(res)
 		if got == "a" || got == "b" {
 			t.Fatalf("hedged attempt went to tried endpoint %s", got)
 		}
