@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 
 	// Client-side health checking (healthCheckConfig) and the policies that
@@ -68,15 +67,20 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	logger := cmp.Or(o.logger, slog.Default())
 
 	statsID, sink, unregister := lbstats.Register()
+	dialled := false
+	defer func() {
+		if !dialled {
+			unregister()
+		}
+	}()
 	sc, err := serviceConfig(r, statsID)
 	if err != nil {
-		unregister()
 		return nil, err
 	}
 	c := &Conn{target: target, stats: sink, unregister: unregister}
 
 	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(transportCredentials(&o)),
+		grpc.WithTransportCredentials(cmp.Or(o.creds, credentials.NewTLS(nil))),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithResolvers(o.resolvers...),
 	}
@@ -90,14 +94,13 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(p))
 	}
 	unary := slices.Clone(o.unary)
-	if o.creds == nil && !o.insecure {
+	if o.creds == nil { // TLS by default: point plaintext servers to WithInsecure
 		unary = append(unary, plaintextHintUnary)
 		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(plaintextHintStream))
 	}
 	if hedged := hedgedMethods(r); len(hedged) > 0 {
 		h, err := hedge.New(hedged, o.hedgeBudget...)
 		if err != nil {
-			unregister()
 			return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
 		}
 		c.hedger = h
@@ -115,12 +118,12 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 
 	cc, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
-		unregister()
 		return nil, fmt.Errorf("lbclient: dial %q: %w", target, err)
 	}
 	c.cc = cc
+	dialled = true
 	logger.Debug("lbclient: dialled", "target", target, "service", r.Service,
-		"policy", r.Policy.resolve().String(), "insecure", o.insecure, "serviceConfig", sc)
+		"policy", r.Policy.resolve().String(), "credentials", cmp.Or(o.credsOption, "TLS (default)"), "serviceConfig", sc)
 	return c, nil
 }
 
@@ -171,19 +174,6 @@ func checkTarget(target, service string, extra []resolver.Builder) error {
 		}
 	}
 	return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)", target, u.Scheme)
-}
-
-// transportCredentials returns the credentials the options chose: TLS with
-// the system's roots unless told otherwise.
-func transportCredentials(o *options) credentials.TransportCredentials {
-	switch {
-	case o.insecure:
-		return insecure.NewCredentials()
-	case o.creds != nil:
-		return o.creds
-	default:
-		return credentials.NewTLS(nil)
-	}
 }
 
 // Invoke performs a unary call. It implements grpc.ClientConnInterface.
@@ -278,8 +268,4 @@ func (c *Conn) Close() error {
 	err := c.cc.Close()
 	c.unregister()
 	return err
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }

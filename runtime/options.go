@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 
 	"github.com/lbclient/lbclient/runtime/hedge"
@@ -27,11 +28,9 @@ type options struct {
 	policy      Policy
 	defaults    *MethodRules
 	methods     map[string]MethodRules
-	methodOrder []string // names passed to WithMethodRules, for error messages
 	healthCheck *string
 	creds       credentials.TransportCredentials
 	credsOption string // the option that set creds, for error messages
-	insecure    bool
 	perRPC      []credentials.PerRPCCredentials
 	unary       []grpc.UnaryClientInterceptor
 	stream      []grpc.StreamClientInterceptor
@@ -76,9 +75,6 @@ func WithMethodRules(fullMethod string, rules MethodRules) Option {
 		if o.methods == nil {
 			o.methods = make(map[string]MethodRules)
 		}
-		if _, ok := o.methods[fullMethod]; !ok {
-			o.methodOrder = append(o.methodOrder, fullMethod)
-		}
 		o.methods[fullMethod] = rules
 		return nil
 	})
@@ -98,8 +94,7 @@ func WithHealthCheck(serviceName string) Option {
 // plaintext. Use it for loopback, tests and meshes that encrypt for you.
 func WithInsecure() Option {
 	return optionFunc(func(o *options) error {
-		o.insecure = true
-		return o.setCreds("WithInsecure", nil)
+		return o.setCreds("WithInsecure", insecure.NewCredentials())
 	})
 }
 

@@ -95,11 +95,3 @@ type RetryThrottling struct {
 	// TokenRatio is the tokens regained per successful call; > 0.
 	TokenRatio float64
 }
-
-// rulesFor returns the rules of fullMethod: its own entry, else the defaults.
-func (r *ServiceRules) rulesFor(fullMethod string) MethodRules {
-	if m, ok := r.Methods[fullMethod]; ok {
-		return m
-	}
-	return r.Defaults
-}

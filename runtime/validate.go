@@ -3,6 +3,8 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 )
@@ -28,7 +30,7 @@ func validateRules(r *ServiceRules) error {
 	if err := validateMethodRules(r.Defaults); err != nil {
 		errs = append(errs, fmt.Errorf("default rules: %w", err))
 	}
-	for _, full := range sortedKeys(r.Methods) {
+	for _, full := range slices.Sorted(maps.Keys(r.Methods)) {
 		if _, _, err := splitFullMethod(full); err != nil {
 			errs = append(errs, err)
 			continue
