@@ -104,9 +104,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 			return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
 		}
 		c.hedger = h
-		// A hedged call's timeout bounds the call, all attempts together;
-		// grpc's service config would give each attempt its own.
-		unary = append(unary, hedgedTimeouts(r, hedged), h.UnaryClientInterceptor())
+		unary = append(unary, h.UnaryClientInterceptor())
 	}
 	if len(unary) > 0 {
 		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(unary...))

@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,6 +21,8 @@ func WithHashKey(ctx context.Context, key string) context.Context {
 }
 
 // hedgedMethods returns the hedging policies of the methods that hedge.
+// A hedged method's timeout goes with its policy: it bounds the call, all
+// attempts together.
 func hedgedMethods(r *ServiceRules) map[string]hedge.Policy {
 	var out map[string]hedge.Policy
 	for full, m := range r.Methods {
@@ -29,7 +30,9 @@ func hedgedMethods(r *ServiceRules) map[string]hedge.Policy {
 			if out == nil {
 				out = make(map[string]hedge.Policy)
 			}
-			out[full] = hedgePolicy(hp)
+			p := hedgePolicy(hp)
+			p.Timeout = m.Timeout
+			out[full] = p
 		}
 	}
 	return out
@@ -42,26 +45,6 @@ func hedgePolicy(hp *HedgingPolicy) hedge.Policy {
 		Delay:           hp.Delay,
 		DelayPercentile: hp.DelayPercentile,
 		NonFatalCodes:   hp.NonFatalCodes,
-	}
-}
-
-// hedgedTimeouts bounds each hedged call, all its attempts together, by its
-// method's timeout. (grpc applies a service config timeout to each RPC, and
-// every hedged attempt is an RPC of its own.)
-func hedgedTimeouts(r *ServiceRules, hedged map[string]hedge.Policy) grpc.UnaryClientInterceptor {
-	timeouts := make(map[string]time.Duration)
-	for full := range hedged {
-		if t := r.Methods[full].Timeout; t > 0 {
-			timeouts[full] = t
-		}
-	}
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if t, ok := timeouts[method]; ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, t)
-			defer cancel()
-		}
-		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 }
 

@@ -170,6 +170,7 @@ type Interceptor struct {
 type method struct {
 	maxAttempts int
 	delay       time.Duration // the fixed delay; 0 when adaptive
+	timeout     time.Duration // bounds the whole call; 0 for none
 	nonFatal    uint32        // bit c is set when code c is non-fatal
 	est         *estimator    // nil when the delay is fixed
 	minDelay    time.Duration
@@ -212,6 +213,7 @@ func New(methods map[string]Policy, opts ...Option) (*Interceptor, error) {
 		m := &method{
 			maxAttempts: p.MaxAttempts,
 			delay:       p.Delay,
+			timeout:     p.Timeout,
 			minDelay:    cfg.minDelay,
 			maxDelay:    cfg.maxDelay,
 			fallback:    min(max(cfg.fallback, cfg.minDelay), cfg.maxDelay),
@@ -243,6 +245,11 @@ func (i *Interceptor) intercept(ctx context.Context, fullMethod string, req, rep
 	rep, ok := reply.(proto.Message)
 	if !ok {
 		return invoker(ctx, fullMethod, req, reply, cc, opts...)
+	}
+	if m.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.timeout)
+		defer cancel()
 	}
 	return i.hedge(ctx, m, fullMethod, req, rep, cc, invoker, opts)
 }

@@ -320,6 +320,36 @@ func TestDeadlineBoundsAllAttempts(t *testing.T) {
 	}
 }
 
+// TestTimeoutBoundsAllAttempts: the policy's Timeout is one deadline for
+// the whole call, carried by every attempt, the caller's context having
+// none.
+func TestTimeoutBoundsAllAttempts(t *testing.T) {
+	ft := useFakeTimers(t)
+	var f *fleet
+	f = startFleet(t, 1, func(ctx context.Context, a arrival, _ *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		return f.blockUntilCanceled(ctx, a)
+	})
+	hi := newInterceptor(t, Policy{MaxAttempts: 2, Delay: time.Second, Timeout: 50 * time.Millisecond})
+	cc := dial(t, f, hi)
+
+	res := goEcho(t.Context(), cc, "hi") // no deadline of the caller's
+	f.waitArrival(t)
+	ft.next(t).fire()
+	got := recv(t, res, "call result")
+	if status.Code(got.err) != codes.DeadlineExceeded {
+		t.Fatalf("call error = %v, want DeadlineExceeded from the policy's timeout", got.err)
+	}
+	seen := f.seen()
+	if len(seen) == 0 {
+		t.Fatal("no attempt reached the server")
+	}
+	for _, a := range seen {
+		if !a.hasDeadline {
+			t.Errorf("arrival %d carried no deadline", a.n)
+		}
+	}
+}
+
 func TestNoHedgeStartsAfterContextIsDone(t *testing.T) {
 	ft := useFakeTimers(t)
 	f := startFleet(t, 1, func(_ context.Context, a arrival, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {

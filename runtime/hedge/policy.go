@@ -21,6 +21,10 @@ type Policy struct {
 	// and less than 100, such as 95) of the method's recent latency, kept
 	// within the bounds of WithDelayBounds.
 	DelayPercentile float64
+	// Timeout, when > 0, bounds the whole call, every attempt together,
+	// unless the caller's context ends sooner. (A timeout in grpc's
+	// service config would give each attempt a deadline of its own.)
+	Timeout time.Duration
 	// NonFatalCodes are the status codes that do not end the call: the
 	// other attempts go on, and the next one is sent at once. Any other
 	// status, OK included, ends the call. OK itself cannot be listed.
@@ -44,6 +48,9 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("hedge: Delay is %v and DelayPercentile is %v, want only one of them", p.Delay, p.DelayPercentile)
 	case p.Delay == 0 && p.DelayPercentile == 0:
 		return errors.New("hedge: neither Delay nor DelayPercentile is set, want one of them")
+	}
+	if p.Timeout < 0 {
+		return fmt.Errorf("hedge: Timeout is %v, want 0 (none) or more", p.Timeout)
 	}
 	for i, c := range p.NonFatalCodes {
 		if c == codes.OK || c > maxCode {

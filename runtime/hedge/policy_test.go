@@ -28,6 +28,7 @@ func TestValidate(t *testing.T) {
 		{"negative percentile", Policy{MaxAttempts: 2, DelayPercentile: -5}, "hedge: DelayPercentile is -5, want more than 0 and less than 100"},
 		{"NaN percentile", Policy{MaxAttempts: 2, DelayPercentile: math.NaN()}, "hedge: DelayPercentile is NaN, want more than 0 and less than 100"},
 		{"OK is not a failure", Policy{MaxAttempts: 2, Delay: time.Second, NonFatalCodes: []codes.Code{codes.Unavailable, codes.OK}}, "hedge: NonFatalCodes[1] is OK, want a failure code (Canceled to Unauthenticated)"},
+		{"negative timeout", Policy{MaxAttempts: 2, Delay: time.Second, Timeout: -time.Second}, "hedge: Timeout is -1s, want 0 (none) or more"},
 		{"unknown code", Policy{MaxAttempts: 2, Delay: time.Second, NonFatalCodes: []codes.Code{17}}, "hedge: NonFatalCodes[0] is Code(17), want a failure code (Canceled to Unauthenticated)"},
 	} {
 		err := tc.p.Validate()
