@@ -298,18 +298,17 @@ func (b *observeBalancer) forget(ep *endpoint) {
 	}
 }
 
-// readyCount is the number of endpoints with a READY (and, when health
-// checked, SERVING) SubConn.
-func (b *observeBalancer) readyCount() int {
+// endpointCount is the number of endpoints the resolver lists: the most
+// picks one call makes while avoiding endpoints it already tried. It is not
+// the number of READY endpoints, because observe records a state only after
+// the child has handled it, so while the child builds a picker the endpoint
+// that just became READY is not counted yet. Asking once per endpoint finds
+// every READY one a round-robin child offers; when all of them were tried,
+// the extra picks only lead to the same last choice.
+func (b *observeBalancer) endpointCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := 0
-	for _, ep := range b.order {
-		if ep.stateLocked() == connectivity.Ready {
-			n++
-		}
-	}
-	return n
+	return len(b.order)
 }
 
 // clientConn is the balancer.ClientConn the child sees.
@@ -358,7 +357,7 @@ func (c *clientConn) UpdateAddresses(sc balancer.SubConn, addrs []resolver.Addre
 // UpdateState forwards the child's state with its picker wrapped.
 func (c *clientConn) UpdateState(s balancer.State) {
 	if s.Picker != nil {
-		s.Picker = &picker{child: s.Picker, ready: c.b.readyCount()}
+		s.Picker = &picker{child: s.Picker, maxPicks: c.b.endpointCount()}
 	}
 	c.ClientConn.UpdateState(s)
 }

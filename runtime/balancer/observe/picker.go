@@ -27,13 +27,13 @@ const latencyWeight = 3
 // picker wraps the child's picker. It is immutable; Pick is lock-free.
 type picker struct {
 	child balancer.Picker
-	// ready is the number of ready endpoints when the child published its
-	// picker: the most picks one call makes while avoiding endpoints.
-	ready int
+	// maxPicks is the most picks one call makes while avoiding endpoints:
+	// the number of endpoints when the child published its picker.
+	maxPicks int
 }
 
 // Pick asks the child, re-asks while the child's choice is an endpoint the
-// call's earlier attempts already went to (at most ready picks in all,
+// call's earlier attempts already went to (at most maxPicks picks in all,
 // then the last one stands), counts the pick and returns grpc-go's own
 // SubConn with a Done that ends the count.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
@@ -47,7 +47,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		return res, nil
 	}
 	if a := callinfo.AttemptsFrom(info.Ctx); a != nil {
-		for n := 1; n < p.ready && a.Tried(sc.ep.addr); n++ {
+		for n := 1; n < p.maxPicks && a.Tried(sc.ep.addr); n++ {
 			next, err := p.child.Pick(info)
 			if err != nil {
 				break

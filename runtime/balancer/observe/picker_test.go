@@ -59,7 +59,7 @@ func TestPickAvoidsTried(t *testing.T) {
 	scs := testSubConns("a", "b", "c")
 	for _, tc := range []struct {
 		name      string
-		ready     int
+		maxPicks  int
 		script    []string
 		errAt     int
 		tried     []string
@@ -71,8 +71,8 @@ func TestPickAvoidsTried(t *testing.T) {
 		{"untried", 3, []string{"a"}, -1, []string{"b"}, "a", 1, []string{"a:OK"}},
 		{"tried, next is free", 3, []string{"a", "b"}, -1, []string{"a"}, "b", 2, []string{"a:released", "b:OK"}},
 		{"two tried", 3, []string{"a", "b", "c"}, -1, []string{"a", "b"}, "c", 3, []string{"a:released", "b:released", "c:OK"}},
-		{"bounded by ready", 2, []string{"a"}, -1, []string{"a"}, "a", 2, []string{"a:released", "a:OK"}},
-		{"one ready: no second pick", 1, []string{"a", "b"}, -1, []string{"a"}, "a", 1, []string{"a:OK"}},
+		{"bounded by maxPicks", 2, []string{"a"}, -1, []string{"a"}, "a", 2, []string{"a:released", "a:OK"}},
+		{"one endpoint: no second pick", 1, []string{"a", "b"}, -1, []string{"a"}, "a", 1, []string{"a:OK"}},
 		{"all tried: last pick stands", 3, []string{"a", "b", "c"}, -1, []string{"a", "b", "c"}, "c", 3, []string{"a:released", "b:released", "c:OK"}},
 		{"second pick fails: first stands", 3, []string{"a", "b"}, 1, []string{"a"}, "a", 2, []string{"a:OK"}},
 	} {
@@ -91,7 +91,7 @@ func TestPickAvoidsTried(t *testing.T) {
 				ctx = callinfo.WithAttempts(ctx, att)
 			}
 			before := scs[tc.wantAddr].ep.picks.Load()
-			p := &picker{child: child, ready: tc.ready}
+			p := &picker{child: child, maxPicks: tc.maxPicks}
 			res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
 			if err != nil {
 				t.Fatalf("Pick: %v", err)
@@ -126,7 +126,7 @@ func TestPickAvoidsTried(t *testing.T) {
 
 func TestPickError(t *testing.T) {
 	child := &scriptedPicker{errAt: 0}
-	_, err := (&picker{child: child, ready: 3}).Pick(balancer.PickInfo{Ctx: context.Background()})
+	_, err := (&picker{child: child, maxPicks: 3}).Pick(balancer.PickInfo{Ctx: context.Background()})
 	if !errors.Is(err, balancer.ErrNoSubConnAvailable) {
 		t.Errorf("Pick error %v, want the child's %v", err, balancer.ErrNoSubConnAvailable)
 	}
@@ -157,7 +157,7 @@ func TestDoneAccounting(t *testing.T) {
 			child := pickerFunc(func(balancer.PickInfo) (balancer.PickResult, error) {
 				return balancer.PickResult{SubConn: sc, Done: func(di balancer.DoneInfo) { childDI = &di }}, nil
 			})
-			res, err := (&picker{child: child, ready: 1}).Pick(balancer.PickInfo{Ctx: context.Background()})
+			res, err := (&picker{child: child, maxPicks: 1}).Pick(balancer.PickInfo{Ctx: context.Background()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +197,7 @@ func TestLatencyEWMA(t *testing.T) {
 	sc := testSubConns("a")["a"]
 	p := &picker{child: pickerFunc(func(balancer.PickInfo) (balancer.PickResult, error) {
 		return balancer.PickResult{SubConn: sc}, nil
-	}), ready: 1}
+	}), maxPicks: 1}
 	callTaking := func(d time.Duration) time.Duration {
 		res, err := p.Pick(balancer.PickInfo{Ctx: context.Background()})
 		if err != nil {

@@ -101,11 +101,24 @@ func (sc *subConn) effectiveState() connectivity.State {
 	return sc.state
 }
 
-// updateState is the StateListener grpc-go calls; it records the state and
-// always forwards it to the child's listener.
+// updateState is the StateListener grpc-go calls. It forwards the state to
+// the child first and records it after, so that a published READY never
+// precedes the picker that uses it: the child builds and sends its picker
+// inside the listener. For the same reason a child that watches health has
+// registered its health listener by the time READY is recorded, and the
+// endpoint shows READY only once health says SERVING.
 func (sc *subConn) updateState(s balancer.SubConnState) {
 	b := sc.b
+	if sc.listener != nil {
+		sc.listener(s)
+	} else if child := b.child; child != nil {
+		// A child that did not set a StateListener expects the deprecated
+		// Balancer.UpdateSubConnState; grpc-go calls listeners on the
+		// balancer goroutine, where b.child may be read.
+		child.UpdateSubConnState(sc, s)
+	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	sc.state = s.ConnectivityState
 	if s.ConnectivityState != connectivity.Ready {
 		// A health listener lives for one READY period.
@@ -114,15 +127,6 @@ func (sc *subConn) updateState(s balancer.SubConnState) {
 	if s.ConnectivityState == connectivity.Shutdown && sc.ep != nil {
 		delete(sc.ep.subConns, sc)
 		b.forget(sc.ep)
-	}
-	b.mu.Unlock()
-	if sc.listener != nil {
-		sc.listener(s)
-	} else if child := b.child; child != nil {
-		// A child that did not set a StateListener expects the deprecated
-		// Balancer.UpdateSubConnState; grpc-go calls listeners on the
-		// balancer goroutine, where b.child may be read.
-		child.UpdateSubConnState(sc, s)
 	}
 }
 
@@ -143,11 +147,11 @@ func (sc *subConn) RegisterHealthListener(listener func(balancer.SubConnState)) 
 	sc.health = connectivity.Connecting
 	b.mu.Unlock()
 	sc.SubConn.RegisterHealthListener(func(s balancer.SubConnState) {
+		listener(s) // first, as in updateState
 		b.mu.Lock()
 		if sc.watchedHC {
 			sc.health = s.ConnectivityState
 		}
 		b.mu.Unlock()
-		listener(s)
 	})
 }
