@@ -49,7 +49,9 @@ func (l Load) Run(ctx context.Context, call Call) (Result, error) {
 	var (
 		next  atomic.Int64
 		mu    sync.Mutex
-		res   = Result{PerBackend: map[string]int{}, Latencies: make([]time.Duration, 0, l.Calls)}
+		// Calls is a bound, not a promise: a load stopped by MaxDuration
+		// may make far fewer, so only a modest number is reserved.
+		res   = Result{PerBackend: map[string]int{}, Latencies: make([]time.Duration, 0, min(l.Calls, 1<<16))}
 		wg    sync.WaitGroup
 		start = time.Now()
 	)
