@@ -47,8 +47,8 @@ func (l Load) Run(ctx context.Context, call Call) (Result, error) {
 	defer cancel()
 
 	var (
-		next  atomic.Int64
-		mu    sync.Mutex
+		next atomic.Int64
+		mu   sync.Mutex
 		// Calls is a bound, not a promise: a load stopped by MaxDuration
 		// may make far fewer, so only a modest number is reserved.
 		res   = Result{PerBackend: map[string]int{}, Latencies: make([]time.Duration, 0, min(l.Calls, 1<<16))}
