@@ -135,7 +135,11 @@ func methodConfig(m MethodRules, name methodNameJSON) (methodConfigJSON, bool) {
 		mc.WaitForReady = &t
 		set = true
 	}
-	if m.Timeout > 0 {
+	// A hedged method's timeout bounds all its attempts together and is
+	// enforced by the hedging interceptor (hedge.Policy.Timeout). Written
+	// here too, it would make grpc-go wrap every attempt in a second,
+	// redundant deadline: three allocations per attempt for nothing.
+	if m.Timeout > 0 && m.Hedging == nil {
 		mc.Timeout = jsonDuration(m.Timeout)
 		set = true
 	}

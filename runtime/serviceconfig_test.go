@@ -29,6 +29,13 @@ func TestServiceConfig(t *testing.T) {
 				},
 			},
 			"/greeter.v1.Greeter/Chat": {},
+			// The hedging interceptor enforces a hedged method's timeout
+			// over all its attempts; grpc must not add one per attempt.
+			"/greeter.v1.Greeter/Hedged": {
+				Timeout:      time.Second,
+				WaitForReady: true,
+				Hedging:      &HedgingPolicy{MaxAttempts: 2, Delay: time.Millisecond},
+			},
 		},
 		RetryThrottling: &RetryThrottling{MaxTokens: 10, TokenRatio: 0.5},
 	}
@@ -41,6 +48,7 @@ func TestServiceConfig(t *testing.T) {
 	  "methodConfig": [
 	    {"name": [{"service": "greeter.v1.Greeter"}], "waitForReady": true, "timeout": "2s"},
 	    {"name": [{"service": "greeter.v1.Greeter", "method": "Chat"}]},
+	    {"name": [{"service": "greeter.v1.Greeter", "method": "Hedged"}], "waitForReady": true},
 	    {"name": [{"service": "greeter.v1.Greeter", "method": "SayHello"}], "timeout": "0.25s",
 	     "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.02s", "maxBackoff": "1s",
 	                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]}}

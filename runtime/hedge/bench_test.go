@@ -79,12 +79,12 @@ func BenchmarkInterceptorHedgeWins(b *testing.B) {
 	}
 }
 
-func benchLoopback(b *testing.B, fullMethodHedged string) {
+func benchLoopback(b *testing.B, fullMethodHedged string, p Policy) {
 	f := startFleet(b, 1, func(_ context.Context, _ arrival, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 		return in, nil
 	})
 	f.quiet.Store(true)
-	hi, err := New(map[string]Policy{fullMethodHedged: {MaxAttempts: 2, Delay: time.Hour}})
+	hi, err := New(map[string]Policy{fullMethodHedged: p})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,6 +106,18 @@ func benchLoopback(b *testing.B, fullMethodHedged string) {
 	}
 }
 
-func BenchmarkLoopbackPassThrough(b *testing.B) { benchLoopback(b, "/hedgetest.Echo/Unhedged") }
+var noHedge = Policy{MaxAttempts: 2, Delay: time.Hour}
 
-func BenchmarkLoopbackHedgedNoHedge(b *testing.B) { benchLoopback(b, echoMethod) }
+func BenchmarkLoopbackPassThrough(b *testing.B) {
+	benchLoopback(b, "/hedgetest.Echo/Unhedged", noHedge)
+}
+
+func BenchmarkLoopbackHedgedNoHedge(b *testing.B) { benchLoopback(b, echoMethod, noHedge) }
+
+// BenchmarkLoopbackHedgedNoHedgeTimeout adds the policy's timeout, which
+// bounds all attempts and puts a deadline on the wire.
+func BenchmarkLoopbackHedgedNoHedgeTimeout(b *testing.B) {
+	p := noHedge
+	p.Timeout = time.Minute
+	benchLoopback(b, echoMethod, p)
+}

@@ -20,10 +20,12 @@ import (
 // delay's timer or by a non-fatal failure. Everything below mu is guarded
 // by it.
 type call struct {
-	m       *method
-	budget  *budget
-	parent  context.Context // the caller's context
-	ctx     context.Context // the attempts' context: parent + cancel + Attempts
+	m      *method
+	budget *budget
+	parent context.Context // the caller's context
+	// ctx is the attempts' context: parent, with the policy's timeout if
+	// any, Attempts, and cancel, which ends the losers.
+	ctx     context.Context
 	cancel  context.CancelFunc
 	method  string
 	req     any
@@ -88,7 +90,17 @@ func (i *Interceptor) hedge(ctx context.Context, m *method, fullMethod string, r
 	c.replies[0] = reply
 	c.replyType = reply.ProtoReflect().Type()
 	c.splitOptions()
-	actx, cancel := context.WithCancel(ctx)
+	// One context bounds the attempts by the timeout and ends the losers:
+	// a timeout context is also a cancel context.
+	var (
+		actx   context.Context
+		cancel context.CancelFunc
+	)
+	if m.timeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, m.timeout)
+	} else {
+		actx, cancel = context.WithCancel(ctx)
+	}
 	c.ctx, c.cancel = callinfo.WithAttempts(actx, &c.attempts), cancel
 
 	c.mu.Lock()
@@ -117,8 +129,9 @@ func (i *Interceptor) hedge(ctx context.Context, m *method, fullMethod string, r
 
 	// Feed the first attempt's latency to the estimator: exact when it
 	// succeeded, a lower bound when it was cut short because another
-	// attempt won (see the package comment).
-	if m.est != nil && ctx.Err() == nil && (err == nil || lost) {
+	// attempt won (see the package comment); nothing when the caller gave
+	// up or the timeout ended the call.
+	if m.est != nil && ctx.Err() == nil && actx.Err() != context.DeadlineExceeded && (err == nil || lost) {
 		m.est.Record(elapsed)
 	}
 
@@ -189,7 +202,9 @@ func (c *call) launchLocked() {
 	if c.noMore {
 		return
 	}
-	if c.sent >= c.m.maxAttempts || c.parent.Err() != nil {
+	// Both contexts: a parent that is done closes its own channel before
+	// it cancels its children.
+	if c.sent >= c.m.maxAttempts || c.parent.Err() != nil || c.ctx.Err() != nil {
 		c.stopLocked()
 		return
 	}

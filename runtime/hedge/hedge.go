@@ -246,11 +246,6 @@ func (i *Interceptor) intercept(ctx context.Context, fullMethod string, req, rep
 	if !ok {
 		return invoker(ctx, fullMethod, req, reply, cc, opts...)
 	}
-	if m.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.timeout)
-		defer cancel()
-	}
 	return i.hedge(ctx, m, fullMethod, req, rep, cc, invoker, opts)
 }
 
