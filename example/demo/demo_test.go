@@ -45,7 +45,7 @@ func TestSkewedBackendGetsLittleTraffic(t *testing.T) {
 			t.Errorf("%s: %d errors, first %v", v.name, r.Errors, r.FirstError)
 		}
 		share := r.Share(slow.Name())
-		t.Logf("%s: slow backend share %.1f%%, extra calls %d", v.name, 100*share, r.hedges)
+		t.Logf("%s: slow backend share %.1f%%, extra calls %d", v.name, 100*share, r.hedging.ExtraAttempts)
 		switch v.name {
 		case "ROUND_ROBIN":
 			if share < 0.20 {
@@ -56,8 +56,8 @@ func TestSkewedBackendGetsLittleTraffic(t *testing.T) {
 				t.Errorf("%s sent the slow backend %.1f%% of calls, want < 10%%", v.name, 100*share)
 			}
 		}
-		if !strings.Contains(v.name, "hedging") && r.hedges != 0 {
-			t.Errorf("%s sent %d hedges with hedging off", v.name, r.hedges)
+		if !strings.Contains(v.name, "hedging") && r.hedging.ExtraAttempts != 0 {
+			t.Errorf("%s sent %d hedges with hedging off", v.name, r.hedging.ExtraAttempts)
 		}
 	}
 }
@@ -72,7 +72,7 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fo.Errors != 0 {
-		t.Errorf("%d of %d calls failed with the annotations' rules; first: %v", fo.Errors, cfg.calls, fo.FirstError)
+		t.Errorf("%d of %d calls failed with the annotations' rules; first: %v; hedging: %+v", fo.Errors, cfg.calls, fo.FirstError, fo.hedging)
 	}
 	if fo.backAfter == 0 {
 		t.Errorf("the restarted backend got no call within the bound")

@@ -15,6 +15,7 @@ import (
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
 	"github.com/lbclient/lbclient/runtime"
+	"github.com/lbclient/lbclient/runtime/hedge"
 )
 
 // Latencies of the backends: every call takes at least this long.
@@ -76,8 +77,8 @@ func (v variant) client(target string) (*greeterv1lbclient.GreeterClient, func()
 type result struct {
 	variant
 	loadgen.Result
-	hedges uint64
-	calls  int
+	hedging hedge.Counters // the client's hedging counters after the load
+	calls   int
 }
 
 // drive runs a closed-loop load of SayHello calls through a new client of
@@ -104,7 +105,7 @@ func driveClient(ctx context.Context, c *greeterv1lbclient.GreeterClient, v vari
 		r, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "demo"})
 		return r.GetBackend(), err
 	})
-	return result{variant: v, Result: res, hedges: c.Conn().Stats().Hedging.ExtraAttempts, calls: cfg.calls}, err
+	return result{variant: v, Result: res, hedging: c.Conn().Stats().Hedging.Counters, calls: cfg.calls}, err
 }
 
 func table(w io.Writer) *tabwriter.Writer {
@@ -176,7 +177,7 @@ func skewScenario(ctx context.Context, w io.Writer, cfg config) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", v.name,
 			ms(r.Percentile(50)), ms(r.Percentile(90)), ms(r.Percentile(99)), ms(r.Percentile(99.9)),
-			pct(r.Share(slow.Name())), pct(float64(r.hedges)/float64(r.calls)), r.Errors)
+			pct(r.Share(slow.Name())), pct(float64(r.hedging.ExtraAttempts)/float64(r.calls)), r.Errors)
 	}
 	return tw.Flush()
 }
