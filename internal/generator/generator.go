@@ -136,6 +136,7 @@ func render(gen *protogen.Plugin, fm *fileModel) error {
 			decls = append(decls, clientMethod(s, m)...)
 		}
 		decls = append(decls, clientLifecycle(s)...)
+		decls = append(decls, streamDescs(s)...)
 	}
 	// Each Add makes its own item of the file, rendered on its own lines.
 	for _, d := range decls {

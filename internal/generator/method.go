@@ -55,7 +55,7 @@ func clientMethod(s *serviceModel, m *methodModel) []jen.Code {
 		jen.Id("opts").Op("..."),
 	))
 	if isStreaming(m.m) {
-		body = append(body, streamBody(m)...)
+		body = append(body, streamBody(s, m)...)
 	} else {
 		body = append(body, unaryBody(m)...)
 	}
@@ -81,20 +81,14 @@ func unaryBody(m *methodModel) []jen.Code {
 	}
 }
 
-// streamBody opens the stream with the method's own grpc.StreamDesc, so
-// that generated code needs nothing from protoc-gen-go-grpc's output.
-func streamBody(m *methodModel) []jen.Code {
-	desc := []jen.Code{field("StreamName", jen.Lit(string(m.m.Desc.Name())))}
-	if m.m.Desc.IsStreamingServer() {
-		desc = append(desc, field("ServerStreams", jen.True()))
-	}
-	if m.m.Desc.IsStreamingClient() {
-		desc = append(desc, field("ClientStreams", jen.True()))
-	}
+// streamBody opens the stream with the method's grpc.StreamDesc, one of its
+// service's streamDescs, so that generated code needs nothing from
+// protoc-gen-go-grpc's output and a stream allocates no description.
+func streamBody(s *serviceModel, m *methodModel) []jen.Code {
 	body := []jen.Code{
 		jen.List(jen.Id("stream"), jen.Err()).Op(":=").Id("c").Dot("cc").Dot("NewStream").Call(
 			jen.Id("ctx"),
-			jen.Op("&").Add(ident(grpcPackage, "StreamDesc")).Values(desc...),
+			jen.Op("&").Id(s.names.StreamDescs).Index(jen.Lit(m.names.StreamIndex)),
 			jen.Id(m.names.FullMethodName),
 			jen.Id("cOpts").Op("..."),
 		),
@@ -112,4 +106,33 @@ func streamBody(m *methodModel) []jen.Code {
 		)
 	}
 	return append(body, jen.Return(jen.Id("x"), jen.Nil()))
+}
+
+// streamDescs declares the service's array of grpc.StreamDescs, one per
+// streaming method in .proto order, as protoc-gen-go-grpc's ServiceDesc
+// holds them; nothing for a service without streaming methods.
+func streamDescs(s *serviceModel) []jen.Code {
+	if s.names.StreamDescs == "" {
+		return nil
+	}
+	var descs []jen.Code
+	for _, m := range s.methods {
+		if m.names.StreamIndex < 0 {
+			continue
+		}
+		desc := []jen.Code{field("StreamName", jen.Lit(string(m.m.Desc.Name())))}
+		if m.m.Desc.IsStreamingServer() {
+			desc = append(desc, field("ServerStreams", jen.True()))
+		}
+		if m.m.Desc.IsStreamingClient() {
+			desc = append(desc, field("ClientStreams", jen.True()))
+		}
+		descs = append(descs, jen.Values(desc...))
+	}
+	return []jen.Code{
+		jen.Commentf("%s describes %s's streaming methods for NewStream.", s.names.StreamDescs, s.svc.GoName),
+		jen.Var().Id(s.names.StreamDescs).Op("=").Index(jen.Op("...")).Add(ident(grpcPackage, "StreamDesc")).
+			Custom(jen.Options{Open: "{", Close: "}", Separator: ",", Multi: true}, descs...),
+		jen.Line(),
+	}
 }

@@ -2,6 +2,7 @@ package generator
 
 import (
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/compiler/protogen"
 )
@@ -18,11 +19,15 @@ type serviceNames struct {
 	NewClientFromConn string // constructor that wraps a connection
 	Conn              string // lifecycle method returning *runtime.Conn
 	Close             string // lifecycle method closing the connection
+	StreamDescs       string // unexported var: the streaming methods' grpc.StreamDescs; "" without any
 }
 
 // methodNames are the identifiers generated for one method.
 type methodNames struct {
 	FullMethodName string // const: "/pkg.Service/Method"
+	// StreamIndex is a streaming method's index in its service's
+	// StreamDescs; -1 for a unary method.
+	StreamIndex int
 }
 
 // namer hands out identifiers of one scope, each once.
@@ -77,8 +82,18 @@ func nameServices(pkg *namer, files []*fileModel) {
 	for _, f := range files {
 		for _, s := range f.services {
 			gn := s.svc.GoName
+			streams := 0
 			for _, m := range s.methods {
 				m.names.FullMethodName = pkg.claim(gn+m.m.GoName+"FullMethodName", gn+"_"+m.m.GoName+"_FullMethodName")
+				m.names.StreamIndex = -1
+				if isStreaming(m.m) {
+					m.names.StreamIndex = streams
+					streams++
+				}
+			}
+			if streams > 0 {
+				lower := strings.ToLower(gn[:1]) + gn[1:]
+				s.names.StreamDescs = pkg.claim(lower+"StreamDescs", "_"+gn+"_StreamDescs")
 			}
 		}
 	}

@@ -196,7 +196,7 @@ func (c *GreeterClient) GreetAccount(ctx context.Context, in *greeterv1.GreetAcc
 // Watch streams the greetings sent to a name.
 func (c *GreeterClient) Watch(ctx context.Context, in *greeterv1.WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[greeterv1.HelloReply], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}, GreeterWatchFullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &greeterStreamDescs[0], GreeterWatchFullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (c *GreeterClient) Watch(ctx context.Context, in *greeterv1.WatchRequest, o
 // Upload sends many names and gets one summary back.
 func (c *GreeterClient) Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[greeterv1.HelloRequest, greeterv1.UploadSummary], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Upload", ClientStreams: true}, GreeterUploadFullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &greeterStreamDescs[1], GreeterUploadFullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (c *GreeterClient) Upload(ctx context.Context, opts ...grpc.CallOption) (gr
 // Deprecated: greeter.v1.Greeter.Chat is marked deprecated in its .proto file.
 func (c *GreeterClient) Chat(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[greeterv1.HelloRequest, greeterv1.HelloReply], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Chat", ServerStreams: true, ClientStreams: true}, GreeterChatFullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &greeterStreamDescs[2], GreeterChatFullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -250,4 +250,11 @@ func (c *GreeterClient) Close() error {
 		return nil
 	}
 	return c.conn.Close()
+}
+
+// greeterStreamDescs describes Greeter's streaming methods for NewStream.
+var greeterStreamDescs = [...]grpc.StreamDesc{
+	{StreamName: "Watch", ServerStreams: true},
+	{StreamName: "Upload", ClientStreams: true},
+	{StreamName: "Chat", ServerStreams: true, ClientStreams: true},
 }
