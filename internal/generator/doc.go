@@ -53,6 +53,10 @@
 //     by 2, 3, ... Example: service Foo with rpc BarX and service FooBar
 //     with rpc X both want FooBarXFullMethodName; the one claimed second
 //     becomes FooBar_X_FullMethodName (or Foo_BarX_FullMethodName).
+//     A service with streaming methods also declares the unexported array
+//     sStreamDescs (S with its first letter lowered) of their
+//     grpc.StreamDescs, claimed with its service-level names; its fallback
+//     is _S_StreamDescs.
 //   - rpc methods keep protoc-gen-go-grpc's names, so the client stays a
 //     drop-in for that plugin's client interface. The lifecycle methods
 //     yield instead: when the service has an rpc named Conn, the accessor
