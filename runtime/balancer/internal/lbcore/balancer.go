@@ -124,6 +124,7 @@ func (b *Balancer) UpdateState(state balancer.State) {
 		return
 	}
 	all, ready := b.t.Sync(endpointsharding.ChildStatesFromPicker(state.Picker))
+	defer b.t.Published()
 	if len(ready) == 0 {
 		b.ClientConn.UpdateState(state)
 		return

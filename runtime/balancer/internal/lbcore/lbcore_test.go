@@ -540,6 +540,7 @@ func TestSyncKeepsCountersAndDropsLeavers(t *testing.T) {
 	if len(all) != 2 || all[0].EP.Addr != "a" || all[1].EP.Addr != "b" || len(ready) != 1 || ready[0].EP.Addr != "b" {
 		t.Fatalf("Sync: all %v ready %v", all, ready)
 	}
+	tr.Published()
 	b := ready[0].EP
 	done := pickDone(t, tr, &ready[0], nil)
 	clk.now += int64(5 * time.Millisecond)
@@ -552,7 +553,14 @@ func TestSyncKeepsCountersAndDropsLeavers(t *testing.T) {
 	if all[0].EP != b || b.Picks() != 1 {
 		t.Fatalf("b's endpoint not kept across Sync")
 	}
+	// Until the picker of this Sync is sent, Endpoints shows the states
+	// of the previous one: b READY, c not yet picked from.
 	got := tr.Endpoints()
+	if len(got) != 2 || got[0].State != connectivity.Ready || got[1].State != connectivity.Idle {
+		t.Fatalf("Endpoints() before Published = %+v, want b READY and c IDLE", got)
+	}
+	tr.Published()
+	got = tr.Endpoints()
 	if len(got) != 2 || got[0].Addr != "b" || got[1].Addr != "c" {
 		t.Fatalf("Endpoints() = %+v, want b and c", got)
 	}

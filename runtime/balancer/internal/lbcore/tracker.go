@@ -50,7 +50,12 @@ type Endpoint struct {
 	failures atomic.Uint64
 	lastPick atomic.Int64 // clock reading of the latest pick (or probe claim)
 	ewma     EWMA
-	state    connectivity.State // guarded by t.mu
+	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
+	// shown is the state Endpoints reports: state as of the latest picker
+	// sent to the channel (see Tracker.Published), so that a READY
+	// endpoint is never reported before the channel can pick it. Guarded
+	// by t.mu.
+	shown connectivity.State
 }
 
 // InFlight returns the number of calls under way on e.
@@ -221,6 +226,17 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 	return all, ready
 }
 
+// Published records that the picker built from the latest Sync has been
+// sent to the channel: Endpoints reports the states of that Sync from now
+// on.
+func (t *Tracker) Published() {
+	t.mu.Lock()
+	for _, ep := range t.eps {
+		ep.shown = ep.state
+	}
+	t.mu.Unlock()
+}
+
 // Endpoints implements lbstats.Source.
 func (t *Tracker) Endpoints() []lbstats.Endpoint {
 	now := t.Now()
@@ -230,7 +246,7 @@ func (t *Tracker) Endpoints() []lbstats.Endpoint {
 	for _, ep := range t.eps {
 		out = append(out, lbstats.Endpoint{
 			Addr:     ep.Addr,
-			State:    ep.state,
+			State:    ep.shown,
 			InFlight: ep.inFlight.Load(),
 			Picks:    ep.picks.Load(),
 			Failures: ep.failures.Load(),
