@@ -11,7 +11,9 @@
 // wins it back as it succeeds again: passive outlier ejection. An ejected
 // endpoint is not starved: once idle for probeInterval (1s) it gets one
 // probe call, and the first success replaces the penalty, so a backend that
-// recovered carries its share again within about a probe interval. An
+// recovered carries its share again within about a probe interval. Probes
+// are at most one call in 20, so a quiet client (a few calls a second)
+// does not spend a large share of its calls on the endpoints it avoids. An
 // endpoint that is READY again after a reconnection starts over as a new
 // one, its old estimate forgotten.
 //

@@ -341,15 +341,23 @@ func TestProbeClaimedOnce(t *testing.T) {
 	ready[1].EP.inFlight.Store(2) // b: busy, so never due
 	clk.now = 2 * sec
 	p := tr.Params()
-	if got := cheaper(ready, 0, 1, clk.now, p); got != 0 {
+	if got := tr.cheaper(ready, 0, 1, clk.now, p); got != 1 {
+		t.Fatal("a probe went out before any pick made the budget for one")
+	}
+	tr.picks.Add(minPicksPerProbe)
+	if got := tr.cheaper(ready, 0, 1, clk.now, p); got != 0 {
 		t.Fatal("endpoint due a probe not chosen")
 	}
-	if got := cheaper(ready, 1, 0, clk.now, p); got != 1 {
+	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 1 {
 		t.Fatal("a second probe went out at the same instant")
 	}
 	clk.now += sec
-	if got := cheaper(ready, 1, 0, clk.now, p); got != 0 {
-		t.Fatal("no probe a probe interval later")
+	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 1 {
+		t.Fatal("a probe interval later, a probe went out without the picks that pay for it")
+	}
+	tr.picks.Add(minPicksPerProbe)
+	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 0 {
+		t.Fatal("no probe a probe interval and minPicksPerProbe picks later")
 	}
 }
 
@@ -662,5 +670,40 @@ func TestDecayMatchesExp(t *testing.T) {
 		if got, want := decay(x), math.Exp(-x); math.Abs(got-want) > 1e-11*want {
 			t.Errorf("decay(%v) = %v, want %v", x, got, want)
 		}
+	}
+}
+
+// TestQuietClientProbesAreBounded: a client making four calls a second,
+// one at a time, over four endpoints, one of them ten times slower. Every
+// endpoint the client has not picked for a probe interval is due a probe,
+// and at this rate that is nearly always the slow one, so without a bound
+// probes alone would send it about one call in four. Probes are at most
+// one call in minPicksPerProbe.
+func TestQuietClientProbesAreBounded(t *testing.T) {
+	s := newSim(t, 13, 0, 0, "fast-1", "fast-2", "fast-3", "slow")
+	latency := func(addr string) int64 {
+		if addr == "slow" {
+			return int64(10 * time.Millisecond)
+		}
+		return int64(time.Millisecond)
+	}
+	const calls = 2000 // 500 s
+	count := map[string]int{}
+	for range calls {
+		s.clk.now += int64(250 * time.Millisecond)
+		i := s.tr.ChooseP2C(s.ready, s.clk.now, s.tr.Params(), nil)
+		addr := s.ready[i].EP.Addr
+		count[addr]++
+		done := pickDone(t, s.tr, &s.ready[i], nil)
+		s.clk.now += latency(addr)
+		done(balancer.DoneInfo{})
+	}
+	got := count["slow"]
+	t.Logf("calls per endpoint: %v", count)
+	if limit := calls/minPicksPerProbe + calls/100; got > limit {
+		t.Errorf("slow endpoint got %d of %d calls, want at most about one in %d (%d)", got, calls, minPicksPerProbe, limit)
+	}
+	if got == 0 {
+		t.Errorf("slow endpoint got no call in %d: never probed", calls)
 	}
 }

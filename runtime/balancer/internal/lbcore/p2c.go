@@ -24,7 +24,7 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 		return 0
 	}
 	i, j := t.pair(n)
-	return cheaper(ready, i, j, now, p)
+	return t.cheaper(ready, i, j, now, p)
 }
 
 // cheaper returns whichever of ready[i] and ready[j] should take the call.
@@ -41,16 +41,51 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 // others take the other endpoint drawn). Two endpoints alike in this
 // respect compare on cost, so among idle endpoints of a quiet client the
 // faster still wins.
-func cheaper(ready []Child, i, j int, now int64, p *Params) int {
+//
+// A quiet client (a few calls per probe interval) would find some avoided
+// endpoint due at nearly every pick, and send it a large share of its
+// calls as probes. So probes also spend a budget counted in picks: at most
+// one in minPicksPerProbe; while it is spent, due endpoints compare on
+// cost like any other.
+func (t *Tracker) cheaper(ready []Child, i, j int, now int64, p *Params) int {
 	ei, ej := ready[i].EP, ready[j].EP
-	di, dj := ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
+	mark, probing := t.probeBudget()
+	di := probing && ei.due(now, p.ProbeInterval)
+	dj := probing && ej.due(now, p.ProbeInterval)
 	if dj && !di || di == dj && ej.Cost(now, p.Tau) < ei.Cost(now, p.Tau) {
-		i, j, di, ei = j, i, dj, ej
+		i, j, di, dj, ei = j, i, dj, di, ej
 	}
-	if di && !ei.claimProbe(now, p.ProbeInterval) {
-		return j // another pick sent the probe
+	if di {
+		if !ei.claimProbe(now, p.ProbeInterval) {
+			return j // another pick sent the probe
+		}
+		// Only a probe proper, one that wins by being due, spends the
+		// budget; between two due endpoints cost decided.
+		if !dj && !t.spendProbe(mark) {
+			return j // a concurrent pick spent the budget
+		}
 	}
 	return i
+}
+
+// minPicksPerProbe bounds probes to one pick in 20: 5% of a quiet client's
+// calls at most, so an endpoint it avoids gets little of its traffic, and
+// for a busy client (hundreds of calls per probe interval) no bound at all.
+// A quiet client re-measures an avoided endpoint every 20 calls instead of
+// every probe interval.
+const minPicksPerProbe = 20
+
+// probeBudget reports whether a probe may be sent: minPicksPerProbe picks
+// since the last. mark identifies the budget's state for spendProbe.
+func (t *Tracker) probeBudget() (mark uint64, ok bool) {
+	mark = t.probeMark.Load()
+	return mark, t.picks.Load()-mark >= minPicksPerProbe
+}
+
+// spendProbe spends the probe budget read as mark, and reports whether
+// this pick did (rather than a concurrent one).
+func (t *Tracker) spendProbe(mark uint64) bool {
+	return t.probeMark.CompareAndSwap(mark, t.picks.Load())
 }
 
 // pair draws two distinct indices below n (n >= 2) from one random word.
@@ -81,7 +116,7 @@ func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo
 		return cand[0], true
 	}
 	x, y := t.pair(len(cand))
-	return cheaper(ready, cand[x], cand[y], now, p), true
+	return t.cheaper(ready, cand[x], cand[y], now, p), true
 }
 
 // AnyUntried reports whether some endpoint in children is ready and not

@@ -51,8 +51,10 @@ const (
 	// second, negligible beside the traffic of a busy client, and close to
 	// the reconnect backoff's 1 s base (gRPC's connection backoff), so a
 	// backend that recovers is back about as fast as one that restarts. A
-	// client that makes fewer calls than endpoints per second sends a
-	// larger share of its calls as probes; raise the interval there.
+	// quiet client, with few calls per interval, would send a large share
+	// of them as probes; a probe budget of one pick in minPicksPerProbe
+	// bounds that share, and such a client re-measures an avoided endpoint
+	// every minPicksPerProbe calls instead.
 	DefaultProbeInterval = time.Second
 
 	// ResponseWindow bounds the EWMA's memory in responses: a sample below
