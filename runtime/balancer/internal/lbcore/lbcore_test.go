@@ -344,7 +344,7 @@ func TestProbeClaimedOnce(t *testing.T) {
 	if got := tr.cheaper(ready, 0, 1, clk.now, p); got != 1 {
 		t.Fatal("a probe went out before any pick made the budget for one")
 	}
-	tr.picks.Add(minPicksPerProbe)
+	ready[1].EP.picks.Add(minPicksPerProbe)
 	if got := tr.cheaper(ready, 0, 1, clk.now, p); got != 0 {
 		t.Fatal("endpoint due a probe not chosen")
 	}
@@ -355,7 +355,7 @@ func TestProbeClaimedOnce(t *testing.T) {
 	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 1 {
 		t.Fatal("a probe interval later, a probe went out without the picks that pay for it")
 	}
-	tr.picks.Add(minPicksPerProbe)
+	ready[1].EP.picks.Add(minPicksPerProbe)
 	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 0 {
 		t.Fatal("no probe a probe interval and minPicksPerProbe picks later")
 	}

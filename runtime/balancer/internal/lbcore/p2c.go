@@ -49,9 +49,15 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 // cost like any other.
 func (t *Tracker) cheaper(ready []Child, i, j int, now int64, p *Params) int {
 	ei, ej := ready[i].EP, ready[j].EP
-	mark, probing := t.probeBudget()
-	di := probing && ei.due(now, p.ProbeInterval)
-	dj := probing && ej.due(now, p.ProbeInterval)
+	di, dj := ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
+	var mark uint64
+	if di != dj {
+		// Being due would decide: a probe, if the budget allows one.
+		var ok bool
+		if mark, ok = t.probeBudget(ready); !ok {
+			di, dj = false, false
+		}
+	}
 	if dj && !di || di == dj && ej.Cost(now, p.Tau) < ei.Cost(now, p.Tau) {
 		i, j, di, dj, ei = j, i, dj, di, ej
 	}
@@ -61,7 +67,7 @@ func (t *Tracker) cheaper(ready []Child, i, j int, now int64, p *Params) int {
 		}
 		// Only a probe proper, one that wins by being due, spends the
 		// budget; between two due endpoints cost decided.
-		if !dj && !t.spendProbe(mark) {
+		if !dj && !t.spendProbe(mark, ready) {
 			return j // a concurrent pick spent the budget
 		}
 	}
@@ -75,17 +81,29 @@ func (t *Tracker) cheaper(ready []Child, i, j int, now int64, p *Params) int {
 // every probe interval.
 const minPicksPerProbe = 20
 
+// pickCount sums the picks of the endpoints in ready. Only probes read it,
+// so that picks pay for no shared counter.
+func pickCount(ready []Child) uint64 {
+	var n uint64
+	for k := range ready {
+		n += ready[k].EP.picks.Load()
+	}
+	return n
+}
+
 // probeBudget reports whether a probe may be sent: minPicksPerProbe picks
-// since the last. mark identifies the budget's state for spendProbe.
-func (t *Tracker) probeBudget() (mark uint64, ok bool) {
-	mark = t.probeMark.Load()
-	return mark, t.picks.Load()-mark >= minPicksPerProbe
+// over ready since the last probe. mark identifies the budget's state for
+// spendProbe. When endpoints left since (the count went down), the budget
+// starts over and allows a probe.
+func (t *Tracker) probeBudget(ready []Child) (mark uint64, ok bool) {
+	mark, n := t.probeMark.Load(), pickCount(ready)
+	return mark, n < mark || n-mark >= minPicksPerProbe
 }
 
 // spendProbe spends the probe budget read as mark, and reports whether
 // this pick did (rather than a concurrent one).
-func (t *Tracker) spendProbe(mark uint64) bool {
-	return t.probeMark.CompareAndSwap(mark, t.picks.Load())
+func (t *Tracker) spendProbe(mark uint64, ready []Child) bool {
+	return t.probeMark.CompareAndSwap(mark, pickCount(ready))
 }
 
 // pair draws two distinct indices below n (n >= 2) from one random word.

@@ -143,9 +143,8 @@ type Tracker struct {
 
 	params atomic.Pointer[Params]
 	total  atomic.Int64 // in flight over all endpoints
-	// picks counts the calls picked over all endpoints; probeMark is its
-	// value when the latest probe spent the probe budget (see cheaper).
-	picks     atomic.Uint64
+	// probeMark is the endpoints' pick count when the latest probe spent
+	// the probe budget (see cheaper).
 	probeMark atomic.Uint64
 
 	mu  sync.Mutex
@@ -280,7 +279,6 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, a *callinfo.
 		t.total.Add(1)
 	}
 	ep.picks.Add(1)
-	t.picks.Add(1)
 	ep.lastPick.Store(now)
 	if a != nil {
 		a.Add(ep.Addr)
