@@ -294,6 +294,7 @@ func eventually(cond func() bool) bool {
 }
 
 func TestDialErrors(t *testing.T) {
+	hedging := &runtime.HedgingPolicy{MaxAttempts: 2, Delay: time.Millisecond}
 	for _, tc := range []struct {
 		name   string
 		target string
@@ -314,6 +315,16 @@ func TestDialErrors(t *testing.T) {
 			"lbclient: rules of greeter.v1.Greeter: default rules: Timeout: -1ns is negative"},
 		{"bad option rules", "static:///x:1", &runtime.ServiceRules{Service: service}, []runtime.Option{runtime.WithMethodRules(sayHello, runtime.MethodRules{Retry: &runtime.RetryPolicy{MaxAttempts: 9, InitialBackoff: 1, MaxBackoff: 1, BackoffMultiplier: 1, RetryableCodes: []codes.Code{codes.Unavailable}}})},
 			"lbclient: rules of greeter.v1.Greeter: rules of /greeter.v1.Greeter/SayHello: Retry.MaxAttempts: 9 is outside [2, 5]"},
+		// Checked against the descriptors the binary registers: greeter.proto
+		// through greeterv1, health.proto through grpc's health package.
+		{"hedging a stream", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/Chat", runtime.MethodRules{Hedging: hedging})},
+			"lbclient: rules of Dial: rules of /greeter.v1.Greeter/Chat: Hedging: hedging is only for unary methods, and greeter.v1.Greeter.Chat is bidi-streaming"},
+		{"hedging a server stream", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/Watch", runtime.MethodRules{Hedging: hedging})},
+			"lbclient: rules of Dial: rules of /greeter.v1.Greeter/Watch: Hedging: hedging is only for unary methods, and greeter.v1.Greeter.Watch is server-streaming"},
+		{"hedging a method not marked idempotent", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/grpc.health.v1.Health/Check", runtime.MethodRules{Hedging: hedging})},
+			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Check: Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of grpc.health.v1.Health.Check is IDEMPOTENCY_UNKNOWN: a hedged call may run on several backends"},
+		{"method the service lacks", "static:///x:1", &runtime.ServiceRules{Service: service}, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/SayHelo", runtime.MethodRules{Timeout: time.Second})},
+			"lbclient: rules of greeter.v1.Greeter: rules of /greeter.v1.Greeter/SayHelo: service greeter.v1.Greeter has no method SayHelo; its descriptor lists SayHello, GreetAccount, Watch, Upload, Chat"},
 		{"policy", "static:///x:1", nil, []runtime.Option{runtime.WithPolicy(runtime.Policy(99))}, "lbclient: WithPolicy: unknown policy Policy(99)"},
 		{"budget", "static:///x:1", nil, []runtime.Option{runtime.WithHedgingBudget(2, 10)}, "lbclient: WithHedgingBudget: ratio 2 is outside [0, 1]"},
 	} {
@@ -327,5 +338,21 @@ func TestDialErrors(t *testing.T) {
 				t.Fatalf("Dial error:\n got %s\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRulesCheckedOnlyAgainstKnownDescriptors: hedging an idempotent unary
+// method is accepted, and rules for a service whose descriptor the binary
+// does not hold are the caller's word.
+func TestRulesCheckedOnlyAgainstKnownDescriptors(t *testing.T) {
+	hedging := &runtime.HedgingPolicy{MaxAttempts: 2, Delay: time.Millisecond}
+	for _, method := range []string{sayHello, "/unknown.v1.Service/Anything"} {
+		conn, err := runtime.Dial("static:///127.0.0.1:1", nil, runtime.WithInsecure(),
+			runtime.WithMethodRules(method, runtime.MethodRules{Hedging: hedging}))
+		if err != nil {
+			t.Errorf("hedging %s: %v", method, err)
+			continue
+		}
+		conn.Close()
 	}
 }

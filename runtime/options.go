@@ -64,9 +64,11 @@ func WithDefaultRules(rules MethodRules) Option {
 // "/greeter.v1.Greeter/SayHello". The rules replace the annotation's and the
 // defaults whole, as a method entry of grpc's service config does.
 //
-// Hedging rules are only for idempotent unary methods: generated code
-// checks this against the .proto; for rules given here, it is the caller's
-// word.
+// Dial checks the rules against the method's descriptor when the binary
+// registers the service's .proto (as the package protoc-gen-go generates
+// does): the method must exist, and hedging needs a unary method with
+// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS. For other services the
+// rules are the caller's word.
 func WithMethodRules(fullMethod string, rules MethodRules) Option {
 	return optionFunc(func(o *options) error {
 		if _, _, err := splitFullMethod(fullMethod); err != nil {
