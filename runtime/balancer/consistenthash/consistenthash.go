@@ -22,6 +22,12 @@
 // its keys to its ring successors. So right after dial, or while an endpoint
 // reconnects, a key does not visit another backend before its own.
 //
+// A backend that stays connected but fails (lbcore.EjectAfter calls in a
+// row ending in a failure code, UNAVAILABLE by default) is ejected from key
+// routing: its keys go to their ring successors as if it were in
+// TRANSIENT_FAILURE, one call per probeInterval still tries it, and its
+// first response brings its keys back (passive outlier ejection).
+//
 // Calls without a key are never refused: they go to the cheaper of two
 // random READY endpoints on peak-EWMA cost, as under PEAK_EWMA.
 //

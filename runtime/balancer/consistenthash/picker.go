@@ -44,7 +44,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	avoid := a != nil && lbcore.AnyUntried(p.all, a)
 	start := p.ring.search(hashKey(key))
-	c, err := p.walk(start, p.limit(), a, avoid)
+	c, err := p.walk(start, p.limit(), now, a, avoid)
 	if err != nil {
 		return balancer.PickResult{}, err
 	}
@@ -83,14 +83,15 @@ func (p *picker) limit() int64 {
 // usual: without it, a queued call still waits while the child connects,
 // since gRPC fails fast only in TRANSIENT_FAILURE.
 //
-// Bounded load (Mirrokni et al.) and hedging extend the READY case: when
-// the key's endpoint holds limit calls in flight, or a hedged call already
-// tried it, the walk goes on to the next READY endpoint with room that the
-// call has not tried, passing over endpoints in any other state; a spilled
-// call never waits for a connection. walk counts the call in flight on the
-// endpoint it returns; it returns nil and no error when no READY endpoint
-// has room.
-func (p *picker) walk(start int, limit int64, a *callinfo.Attempts, avoid bool) (*lbcore.Child, error) {
+// Bounded load (Mirrokni et al.), hedging and outlier ejection extend the
+// READY case: when the key's endpoint holds limit calls in flight, or a
+// hedged call already tried it, or it failed lbcore.EjectAfter calls in a
+// row and is not due a probe, the walk goes on to the next READY endpoint
+// with room that the call has not tried, passing over endpoints in any
+// other state; a spilled call never waits for a connection. walk counts the
+// call in flight on the endpoint it returns; it returns nil and no error
+// when no READY endpoint has room.
+func (p *picker) walk(start int, limit, now int64, a *callinfo.Attempts, avoid bool) (*lbcore.Child, error) {
 	n := len(p.ring.owners)
 	prev := int32(-1)
 	spilled := false // the key's endpoint was READY but full or tried
@@ -109,6 +110,9 @@ func (p *picker) walk(start int, limit int64, a *callinfo.Attempts, avoid bool) 
 		case connectivity.Ready:
 			spilled = true
 			if avoid && a.Tried(c.EP.Addr) {
+				continue
+			}
+			if c.EP.Ejected(now, p.params.ProbeInterval) {
 				continue
 			}
 			if c.EP.TryAcquire(limit) {
@@ -138,9 +142,12 @@ func (p *picker) exitIdle(o int32) {
 	}
 }
 
-// first returns the first READY, not avoided endpoint from start on.
+// first returns the first READY, not avoided endpoint from start on,
+// preferring one that is not failing; when every one is, calls go to them
+// all the same (ejection fails open).
 func (p *picker) first(start int, a *callinfo.Attempts, avoid bool) *lbcore.Child {
 	n := len(p.ring.owners)
+	var failing *lbcore.Child
 	for k := range n {
 		i := start + k
 		if i >= n {
@@ -148,8 +155,16 @@ func (p *picker) first(start int, a *callinfo.Attempts, avoid bool) *lbcore.Chil
 		}
 		c := &p.all[p.ring.owners[i]]
 		if c.Ready && !(avoid && a.Tried(c.EP.Addr)) {
-			return c
+			if !c.EP.Failing() {
+				return c
+			}
+			if failing == nil {
+				failing = c
+			}
 		}
+	}
+	if failing != nil {
+		return failing
 	}
 	return &p.ready[0] // unreachable: ready is non-empty and on the ring
 }

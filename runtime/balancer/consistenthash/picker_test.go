@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbtest"
@@ -354,5 +356,87 @@ func TestPickerAllocsWhileQueued(t *testing.T) {
 		}
 	}); allocs != 0 {
 		t.Errorf("queued Pick: %v allocations, want 0", allocs)
+	}
+}
+
+// TestPickerEjectsFailingEndpointFromKeys: an endpoint that fails
+// lbcore.EjectAfter calls in a row while READY loses its keys to their next
+// endpoints, as if it were in TRANSIENT_FAILURE; one call per probe
+// interval still goes to it, and its first response brings its keys back.
+func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
+	addrs := endpointAddrs(4)
+	var now int64
+	tr := lbcore.NewTracker(func() int64 { return now }, rand.New(rand.NewPCG(1, 2)).Uint64)
+	all, ready := tr.Sync(lbtest.ChildStates(addrs, nil, nil))
+	p := (&pickerBuilder{}).Build(defaultConfig(), tr, all, ready).(*picker)
+	r := newRing(addrs, DefaultVirtualNodes)
+	bad := addrs[1]
+	var keys []string // keys whose endpoint is bad
+	for i := 0; len(keys) < 50; i++ {
+		if k := fmt.Sprintf("k%d", i); owner(r, addrs, k) == bad {
+			keys = append(keys, k)
+		}
+	}
+	pick := func(k string) (string, func(balancer.DoneInfo)) {
+		t.Helper()
+		res, err := p.Pick(keyInfo(k))
+		if err != nil {
+			t.Fatalf("key %q: %v", k, err)
+		}
+		return lbtest.AddrOf(res), res.Done
+	}
+	unavailable := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down")}
+
+	for i := range lbcore.EjectAfter {
+		got, done := pick(keys[i])
+		if got != bad {
+			t.Fatalf("failure %d: key %q went to %s before the endpoint was ejected, want %s", i+1, keys[i], got, bad)
+		}
+		done(unavailable)
+	}
+	// Where the keys go while bad is in TRANSIENT_FAILURE.
+	down := newTestPicker(t, defaultConfig(), addrs, bad)
+	for _, k := range keys {
+		got, done := pick(k)
+		res, err := down.Pick(keyInfo(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := lbtest.AddrOf(res); got != want {
+			t.Fatalf("key %q of the ejected endpoint went to %s, want %s, its endpoint with %s down", k, got, want, bad)
+		}
+		res.Done(balancer.DoneInfo{})
+		done(balancer.DoneInfo{})
+	}
+
+	// A probe interval later, one call goes to it: a failure keeps it out.
+	now += int64(lbcore.DefaultProbeInterval)
+	probes := 0
+	for _, k := range keys {
+		got, done := pick(k)
+		if got == bad {
+			probes++
+			done(unavailable)
+			continue
+		}
+		done(balancer.DoneInfo{})
+	}
+	if probes != 1 {
+		t.Fatalf("%d calls went to the failing endpoint in one probe interval, want 1 probe", probes)
+	}
+
+	// The next probe succeeds: the keys are back.
+	now += int64(lbcore.DefaultProbeInterval)
+	got, done := pick(keys[0])
+	if got != bad {
+		t.Fatalf("key %q went to %s a probe interval later, want the probe to %s", keys[0], got, bad)
+	}
+	done(balancer.DoneInfo{})
+	for _, k := range keys {
+		if got, done := pick(k); got != bad {
+			t.Fatalf("key %q went to %s after its endpoint answered again, want %s", k, got, bad)
+		} else {
+			done(balancer.DoneInfo{})
+		}
 	}
 }

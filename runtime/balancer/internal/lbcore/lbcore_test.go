@@ -707,3 +707,42 @@ func TestQuietClientProbesAreBounded(t *testing.T) {
 		t.Errorf("slow endpoint got no call in %d: never probed", calls)
 	}
 }
+
+// TestFailureStreak: EjectAfter failures in a row make an endpoint
+// Failing; a cancelled or timed-out call says nothing either way; any
+// response, an application error included, ends the streak.
+func TestFailureStreak(t *testing.T) {
+	clk := &fakeClock{}
+	tr := newTestTracker(clk, 1)
+	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
+	ep := ready[0].EP
+	end := func(c codes.Code) {
+		var err error
+		if c != codes.OK {
+			err = status.Error(c, "")
+		}
+		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: err})
+	}
+	for range EjectAfter - 1 {
+		end(codes.Unavailable)
+	}
+	end(codes.DeadlineExceeded)
+	if ep.Failing() {
+		t.Fatalf("Failing after %d failures and a timeout, want %d failures in a row", EjectAfter-1, EjectAfter)
+	}
+	end(codes.Unavailable)
+	if !ep.Failing() {
+		t.Fatalf("not Failing after %d failures in a row", EjectAfter)
+	}
+	end(codes.Internal)
+	if ep.Failing() {
+		t.Fatal("still Failing after an application error, which is a response")
+	}
+	for range EjectAfter {
+		end(codes.Unavailable)
+	}
+	end(codes.OK)
+	if ep.Failing() {
+		t.Fatal("still Failing after a success")
+	}
+}

@@ -48,6 +48,7 @@ type Endpoint struct {
 	inFlight atomic.Int64
 	picks    atomic.Uint64
 	failures atomic.Uint64
+	streak   atomic.Int64 // failures in a row; a response ends the streak
 	lastPick atomic.Int64 // clock reading of the latest pick (or probe claim)
 	ewma     EWMA
 	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
@@ -98,6 +99,26 @@ func (e *Endpoint) due(now int64, interval float64) bool {
 func (e *Endpoint) claimProbe(now int64, interval float64) bool {
 	last := e.lastPick.Load()
 	return float64(now-last) >= interval && e.lastPick.CompareAndSwap(last, now)
+}
+
+// EjectAfter is how many failures in a row (calls ending in a failure
+// code, UNAVAILABLE by default, with no response between them) eject an
+// endpoint from key routing: CONSISTENT_HASH then sends its keys to their
+// next endpoint on the ring, as it does while the endpoint is in
+// TRANSIENT_FAILURE, except for one probe per probe interval, until a
+// response ends the streak. Five is the default of Envoy's outlier
+// detection (consecutive_5xx): one or two failures are an incident, not a
+// broken backend, and do not move keys that a cache may be warm for.
+const EjectAfter = 5
+
+// Failing reports whether e has failed EjectAfter calls in a row.
+func (e *Endpoint) Failing() bool { return e.streak.Load() >= EjectAfter }
+
+// Ejected reports whether a keyed call should pass e by: e is Failing and
+// not due a probe. It claims the probe when one is due, so of the calls
+// that find e failing, one per interval goes to it.
+func (e *Endpoint) Ejected(now int64, interval float64) bool {
+	return e.Failing() && !e.claimProbe(now, interval)
 }
 
 // TryAcquire counts one more call in flight on e if e has fewer than limit
@@ -331,16 +352,27 @@ func (e *Endpoint) finish(err error, start int64) {
 	e.release()
 	rtt := float64(now - start)
 	if err == nil {
+		e.responded()
 		e.ewma.Observe(rtt, now, p.Tau)
 		return
 	}
 	switch code := status.Code(err); {
 	case p.Failure(code):
 		e.failures.Add(1)
+		e.streak.Add(1)
 		e.ewma.ObservePenalty(max(rtt, p.FailurePenalty), now, p.Tau)
 	case code == codes.Canceled || code == codes.DeadlineExceeded:
 		e.ewma.ObserveAtLeast(rtt, now, p.Tau)
 	default:
+		e.responded()
 		e.ewma.Observe(rtt, now, p.Tau)
+	}
+}
+
+// responded ends a failure streak. It reads before it writes, so that the
+// common case (no streak) does not write to a line other cores read.
+func (e *Endpoint) responded() {
+	if e.streak.Load() != 0 {
+		e.streak.Store(0)
 	}
 }
