@@ -9,10 +9,12 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/balancer/leastrequest"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/peer"
 
 	"github.com/lbclient/lbclient/runtime/balancer/consistenthash"
+	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbtest"
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
@@ -154,5 +156,85 @@ func BenchmarkPick(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			lbtest.BenchmarkPick(b, lbtest.PickerOver(b, 3, bc.policy, "{}"), bc.ctx)
 		})
+	}
+}
+
+// TestE2EFailingBackendLosesItsKeys: a backend that stays connected but
+// answers UNAVAILABLE loses its keys after a few failures, and gets them
+// back once it answers again (its next probe).
+func TestE2EFailingBackendLosesItsKeys(t *testing.T) {
+	id, sink, unregister := lbstats.Register()
+	defer unregister()
+	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
+	const probeInterval = 50 * time.Millisecond
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"statsId":%q,"probeInterval":%q}}]}`, consistenthash.Name, id, probeInterval)
+	cc := lbtest.Dial(t, sc, lbtest.Addrs(bs))
+	defer cc.Close()
+	lbtest.WaitAllReady(t, sink, len(bs))
+
+	call := func(k string) (string, error) {
+		ctx, cancel := context.WithTimeout(callinfo.WithHashKey(context.Background(), k), 10*time.Second)
+		defer cancel()
+		var p peer.Peer
+		err := lbtest.Call(ctx, cc, grpc.Peer(&p))
+		if p.Addr == nil {
+			return "", err
+		}
+		return p.Addr.String(), err
+	}
+	const keys = 200
+	home := map[string]string{}
+	for i := range keys {
+		k := fmt.Sprintf("account-%d", i)
+		addr, err := call(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		home[k] = addr
+	}
+
+	bad := bs[0]
+	bad.SetFail(codes.Unavailable)
+	failed, start := 0, time.Now()
+	for i := range keys {
+		k := fmt.Sprintf("account-%d", i)
+		addr, err := call(k)
+		if err != nil {
+			failed++
+			continue
+		}
+		if addr == bad.Addr {
+			t.Fatalf("key %q was answered by the failing backend", k)
+		}
+		if home[k] != bad.Addr && addr != home[k] {
+			t.Errorf("key %q of a healthy backend moved from %s to %s", k, home[k], addr)
+		}
+	}
+	// EjectAfter failures eject it; then at most a probe per interval.
+	probes := int(time.Since(start)/probeInterval) + 1
+	if failed < lbcore.EjectAfter || failed > lbcore.EjectAfter+probes {
+		t.Errorf("%d of %d calls failed; want %d before the ejection and at most %d probes", failed, keys, lbcore.EjectAfter, probes)
+	}
+
+	bad.SetFail(codes.OK)
+	back := false
+	for range 200 {
+		for i := range keys {
+			k := fmt.Sprintf("account-%d", i)
+			if home[k] != bad.Addr {
+				continue
+			}
+			if addr, err := call(k); err == nil && addr == bad.Addr {
+				back = true
+			}
+			break
+		}
+		if back {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !back {
+		t.Fatal("the backend's keys did not come back after it answered again")
 	}
 }
