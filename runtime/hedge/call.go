@@ -2,6 +2,7 @@ package hedge
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -131,7 +132,7 @@ func (i *Interceptor) hedge(ctx context.Context, m *method, fullMethod string, r
 	// succeeded, a lower bound when it was cut short because another
 	// attempt won (see the package comment); nothing when the caller gave
 	// up or the timeout ended the call.
-	if m.est != nil && ctx.Err() == nil && actx.Err() != context.DeadlineExceeded && (err == nil || lost) {
+	if m.est != nil && ctx.Err() == nil && !errors.Is(actx.Err(), context.DeadlineExceeded) && (err == nil || lost) {
 		m.est.Record(elapsed)
 	}
 
