@@ -10,7 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/lbclient/lbclient/internal/rpcdesc"
 )
 
 // The bounds of the rules, as in gRFC A6 for retries and hedging (grpc
@@ -130,19 +131,11 @@ func checkAgainstDescriptor(fullMethod string, m MethodRules) error {
 	if m.Hedging == nil {
 		return nil
 	}
-	switch {
-	case md.IsStreamingClient() && md.IsStreamingServer():
-		return fmt.Errorf("Hedging: hedging is only for unary methods, and %s is bidi-streaming", md.FullName())
-	case md.IsStreamingClient():
-		return fmt.Errorf("Hedging: hedging is only for unary methods, and %s is client-streaming", md.FullName())
-	case md.IsStreamingServer():
-		return fmt.Errorf("Hedging: hedging is only for unary methods, and %s is server-streaming", md.FullName())
+	if kind := rpcdesc.StreamKind(md); kind != "unary" {
+		return fmt.Errorf("Hedging: hedging is only for unary methods, and %s is %s", md.FullName(), kind)
 	}
-	opts, _ := md.Options().(*descriptorpb.MethodOptions)
-	switch level := opts.GetIdempotencyLevel(); level {
-	case descriptorpb.MethodOptions_IDEMPOTENT, descriptorpb.MethodOptions_NO_SIDE_EFFECTS:
-		return nil
-	default:
-		return fmt.Errorf("Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of %s is %s: a hedged call may run on several backends", md.FullName(), level)
+	if !rpcdesc.Idempotent(md) {
+		return fmt.Errorf("Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of %s is %s: a hedged call may run on several backends", md.FullName(), rpcdesc.IdempotencyLevel(md))
 	}
+	return nil
 }

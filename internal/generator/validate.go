@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	lbclientv1 "github.com/lbclient/lbclient/gen/lbclient/v1"
+	"github.com/lbclient/lbclient/internal/rpcdesc"
 )
 
 // This file is the first step of generation: descriptors → rules. It reads
@@ -290,13 +291,13 @@ func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]
 		if h := a.rules.Hedging; h != nil {
 			switch {
 			case isStreaming(m):
-				mc.errorf(methodOption+".hedging", "hedging is only for unary methods, and %s is %s", m.Desc.Name(), streamKind(m))
-			case !idempotent(m):
-				mc.errorf(methodOption+".hedging", "hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and the method's is %q", idempotencyLevel(m).String())
+				mc.errorf(methodOption+".hedging", "hedging is only for unary methods, and %s is %s", m.Desc.Name(), rpcdesc.StreamKind(m.Desc))
+			case !rpcdesc.Idempotent(m.Desc):
+				mc.errorf(methodOption+".hedging", "hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and the method's is %q", rpcdesc.IdempotencyLevel(m.Desc).String())
 			}
 		}
 		if a.rules.HashKey != "" && !singleRequest {
-			mc.errorf(methodOption+".hash_key", "%q on a %s method: a hash key is read from the one request of a unary or server-streaming method", a.rules.HashKey, streamKind(m))
+			mc.errorf(methodOption+".hash_key", "%q on a %s method: a hash key is read from the one request of a unary or server-streaming method", a.rules.HashKey, rpcdesc.StreamKind(m.Desc))
 		}
 		rules = merge(defaults, a)
 		model.rules = &rules
@@ -324,32 +325,6 @@ func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]
 		model.hashKey, model.hashKeyPath = fields, p
 	}
 	return model
-}
-
-// streamKind describes how m streams.
-func streamKind(m *protogen.Method) string {
-	switch {
-	case m.Desc.IsStreamingClient() && m.Desc.IsStreamingServer():
-		return "bidi-streaming"
-	case m.Desc.IsStreamingClient():
-		return "client-streaming"
-	case m.Desc.IsStreamingServer():
-		return "server-streaming"
-	}
-	return "unary"
-}
-
-func idempotencyLevel(m *protogen.Method) descriptorpb.MethodOptions_IdempotencyLevel {
-	opts, _ := m.Desc.Options().(*descriptorpb.MethodOptions)
-	return opts.GetIdempotencyLevel()
-}
-
-func idempotent(m *protogen.Method) bool {
-	switch idempotencyLevel(m) {
-	case descriptorpb.MethodOptions_IDEMPOTENT, descriptorpb.MethodOptions_NO_SIDE_EFFECTS:
-		return true
-	}
-	return false
 }
 
 // serviceAnnotation returns the (lbclient.v1.service) option of s, or nil.
