@@ -20,10 +20,16 @@ import (
 )
 
 // newTestPicker builds the policy's picker over addrs (READY unless listed
-// in down) with cfg, a fake clock and seeded randomness.
+// in down) with cfg, a clock stopped at 0 and seeded randomness.
 func newTestPicker(t *testing.T, cfg *LBConfig, addrs []string, down ...string) *picker {
 	t.Helper()
-	tr := lbcore.NewTracker(func() int64 { return 0 }, rand.New(rand.NewPCG(1, 2)).Uint64)
+	return newTestPickerAt(t, func() int64 { return 0 }, cfg, addrs, down...)
+}
+
+// newTestPickerAt is newTestPicker with the clock now.
+func newTestPickerAt(t *testing.T, now lbcore.Clock, cfg *LBConfig, addrs []string, down ...string) *picker {
+	t.Helper()
+	tr := lbcore.NewTracker(now, rand.New(rand.NewPCG(1, 2)).Uint64)
 	all, ready := tr.Sync(lbtest.ChildStates(addrs, func(a string) connectivity.State {
 		if slices.Contains(down, a) {
 			return connectivity.TransientFailure
@@ -366,9 +372,7 @@ func TestPickerAllocsWhileQueued(t *testing.T) {
 func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
 	addrs := endpointAddrs(4)
 	var now int64
-	tr := lbcore.NewTracker(func() int64 { return now }, rand.New(rand.NewPCG(1, 2)).Uint64)
-	all, ready := tr.Sync(lbtest.ChildStates(addrs, nil, nil))
-	p := (&pickerBuilder{}).Build(defaultConfig(), tr, all, ready).(*picker)
+	p := newTestPickerAt(t, func() int64 { return now }, defaultConfig(), addrs)
 	r := newRing(addrs, DefaultVirtualNodes)
 	bad := addrs[1]
 	var keys []string // keys whose endpoint is bad
