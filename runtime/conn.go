@@ -83,6 +83,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		grpc.WithTransportCredentials(cmp.Or(o.creds, credentials.NewTLS(nil))),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithResolvers(o.resolvers...),
+		grpc.WithChainStreamInterceptor(markStream),
 	}
 	// The rules are the service config. A resolver's own config (DNS TXT
 	// records) would replace them, so it is ignored — except for xDS, whose
@@ -226,10 +227,12 @@ type EndpointStats struct {
 	// Picks is the number of calls sent to it.
 	Picks uint64
 	// Failures is the number of calls that failed in a way that counts
-	// against the endpoint (UNAVAILABLE and the like).
+	// against the endpoint: UNAVAILABLE and the like, and, under PEAK_EWMA
+	// and CONSISTENT_HASH, DEADLINE_EXCEEDED (a timeout).
 	Failures uint64
-	// Latency is the balancer's latency estimate; 0 before any sample, and
-	// for policies that keep none.
+	// Latency is a moving average of the latency of the calls the
+	// endpoint answered (an eighth of the way per answer); 0 before its
+	// first answer.
 	Latency time.Duration
 }
 

@@ -356,3 +356,45 @@ func TestRulesCheckedOnlyAgainstKnownDescriptors(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestStreamIsNoLatencySample: a stream's lifetime is the caller's, not a
+// measure of its backend; the Conn marks streams for its balancer, so a
+// stream held open for a while leaves the endpoint's latency as the unary
+// calls made it.
+func TestStreamIsNoLatencySample(t *testing.T) {
+	bs := startBackends(t, 1)
+	conn, c := dial(t, bs, nil, runtime.WithPolicy(runtime.PeakEWMA))
+	ctx := ctxFor(t)
+	for range 20 {
+		if _, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := conn.Endpoints()[0].Latency
+	chat, err := c.Chat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.Send(&greeterv1.HelloRequest{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chat.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the stream stays open
+	if err := chat.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := chat.Recv(); err != nil {
+			break
+		}
+	}
+	ep := conn.Endpoints()[0]
+	if ep.InFlight != 0 || ep.Picks != 21 {
+		t.Fatalf("endpoint %+v, want 21 picks, nothing in flight", ep)
+	}
+	if ep.Latency != before {
+		t.Errorf("latency %v after a 300ms stream, %v before: the stream was taken as a sample", ep.Latency, before)
+	}
+}

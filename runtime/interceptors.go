@@ -20,6 +20,13 @@ func WithHashKey(ctx context.Context, key string) context.Context {
 	return callinfo.WithHashKey(ctx, key)
 }
 
+// markStream tells lbclient's pickers that the call is a stream, whose
+// lifetime is no measure of its endpoint's latency (see callinfo.Info).
+// It is the first stream interceptor of every Conn.
+func markStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(callinfo.WithStream(ctx), desc, cc, method, opts...)
+}
+
 // hedgedMethods returns the hedging policies of the methods that hedge.
 // A hedged method's timeout goes with its policy: it bounds the call, all
 // attempts together.

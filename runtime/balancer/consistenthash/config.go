@@ -38,7 +38,7 @@ const (
 //	  "decayWindow":    "10s",             // as PEAK_EWMA: used for calls with no key
 //	  "defaultRtt":     "30ms",            //   and for the latency in the stats
 //	  "failurePenalty": "1s",
-//	  "probeInterval":  "1s",
+//	  "probeInterval":  "250ms",
 //	  "failureCodes":   ["UNAVAILABLE"],
 //	  "statsId":        ""                 // lbstats sink to publish endpoints to
 //	}

@@ -16,17 +16,21 @@
 // room. Under light load a key always lands on its own endpoint; a hot key
 // spills to its ring successors instead of overloading one backend.
 //
-// While endpoints connect, a key follows gRFC A42's ring_hash rules: its
-// calls wait (are queued) while its endpoint is CONNECTING, an IDLE endpoint
-// is asked to connect first, and only an endpoint in TRANSIENT_FAILURE hands
-// its keys to its ring successors. So right after dial, or while an endpoint
-// reconnects, a key does not visit another backend before its own.
+// Only READY endpoints hold keys: a key whose endpoint is connecting, idle
+// or in TRANSIENT_FAILURE goes to the next READY endpoint on the ring, and
+// comes back once its endpoint is READY. (gRFC A42's ring_hash instead
+// queues a key's calls while its endpoint connects; against a half-open
+// backend, one that accepts TCP and never speaks HTTP/2, that stalled its
+// keys for grpc's 20 s connect timeout.)
 //
-// A backend that stays connected but fails (lbcore.EjectAfter calls in a
-// row ending in a failure code, UNAVAILABLE by default) is ejected from key
-// routing: its keys go to their ring successors as if it were in
-// TRANSIENT_FAILURE, one call per probeInterval still tries it, and its
-// first response brings its keys back (passive outlier ejection).
+// A backend that stays connected but fails is ejected from key routing
+// after lbcore.EjectAfter calls in a row that end in a failure code
+// (UNAVAILABLE by default), run out of time (DEADLINE_EXCEEDED: a hung
+// backend), or are overtaken by a later hedged attempt: its keys go to
+// their ring successors as if it were not READY, one call per
+// probeInterval still tries it, and its first answer brings its keys back
+// (passive outlier ejection, as Envoy's consecutive_5xx and
+// consecutive_local_origin_failure).
 //
 // Calls without a key are never refused: they go to the cheaper of two
 // random READY endpoints on peak-EWMA cost, as under PEAK_EWMA.
@@ -80,6 +84,10 @@ type pickerBuilder struct {
 	vnodes int
 	ring   *ring
 }
+
+// CountsTotal implements lbcore.TotalCounter: the load bound reads the
+// calls in flight over all endpoints.
+func (*pickerBuilder) CountsTotal() bool { return true }
 
 func (pb *pickerBuilder) Build(c lbcore.Config, t *lbcore.Tracker, all, ready []lbcore.Child) balancer.Picker {
 	cfg := c.(*LBConfig)

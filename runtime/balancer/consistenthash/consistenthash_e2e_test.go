@@ -84,10 +84,16 @@ func TestE2EKeyAffinityAndStats(t *testing.T) {
 // connecting must wait for it (gRFC A42), not go to whichever endpoint
 // connected first, or its first calls and its later ones land on two
 // backends.
-func TestE2EAffinityFromDial(t *testing.T) {
+// TestE2EAffinityOnceReady: once every endpoint is READY, each key keeps
+// going to one backend. (Before that a key whose endpoint is still
+// connecting goes to the next READY one: only READY endpoints hold keys.)
+func TestE2EAffinityOnceReady(t *testing.T) {
 	bs := lbtest.StartBackends(t, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{}, &lbtest.Backend{})
-	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, consistenthash.Name)
+	id, sink, unregister := lbstats.Register()
+	t.Cleanup(unregister)
+	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"statsId":%q}}]}`, consistenthash.Name, id)
 	cc := lbtest.Dial(t, sc, lbtest.Addrs(bs))
+	lbtest.WaitAllReady(t, sink, len(bs))
 	const keys, rounds = 40, 5
 	home := map[string]string{}
 	for r := range rounds {

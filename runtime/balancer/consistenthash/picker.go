@@ -12,10 +12,10 @@ import (
 )
 
 // picker is an immutable snapshot: the ring over every endpoint the
-// resolver lists (so a key does not move while its endpoint reconnects: its
-// calls wait for it, or spill to its successors while it is in
-// TRANSIENT_FAILURE, and come back), their children, and the READY subset
-// for calls without a key. Pick is lock-free.
+// resolver lists, whatever its state (so that a key's place on it does not
+// move while its endpoint reconnects: its calls go to its successors
+// meanwhile, and come back), their children, and the READY subset for
+// calls without a key. Pick is lock-free.
 type picker struct {
 	t      *lbcore.Tracker
 	all    []lbcore.Child // ring owners index into all
@@ -29,32 +29,26 @@ type picker struct {
 	kicked []atomic.Bool
 }
 
-// Pick routes a keyed call by gRFC A42's ring_hash rules (see walk),
-// bounded in load; a call without a key goes by power of two choices on
-// peak-EWMA cost over the READY endpoints. Endpoints a hedged call already
-// tried are passed over while another READY endpoint exists. No allocation
-// on the common path (the key's endpoint READY or queued).
+// Pick routes a keyed call by the ring (see walk), bounded in load; a
+// call without a key goes by power of two choices on peak-EWMA cost over
+// the READY endpoints. Endpoints a hedged call already tried are passed
+// over while another READY endpoint exists. No allocation.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := p.t.Now()
-	a := callinfo.AttemptsFrom(info.Ctx)
-	key, ok := callinfo.HashKey(info.Ctx)
-	if !ok {
+	ci := callinfo.From(info.Ctx)
+	a := ci.Attempts
+	if !ci.HasKey {
 		i := p.t.ChooseP2C(p.ready, now, p.params, a)
-		return p.t.Pick(&p.ready[i], info, now, a, false)
+		return p.t.Pick(&p.ready[i], info, now, &ci, 0)
 	}
 	avoid := a != nil && lbcore.AnyUntried(p.all, a)
-	start := p.ring.search(hashKey(key))
-	c, err := p.walk(start, p.limit(), now, a, avoid)
-	if err != nil {
-		return balancer.PickResult{}, err
-	}
-	if c != nil {
-		return p.t.Pick(c, info, now, a, true)
+	start := p.ring.search(hashKey(ci.HashKey))
+	if c, load := p.walk(start, p.limit(), now, &ci, avoid); c != nil {
+		return p.t.Pick(c, info, now, &ci, load)
 	}
 	// Every READY candidate is at the bound: concurrent picks raced past
 	// the snapshot of the total. Take the key's first candidate anyway.
-	c = p.first(start, a, avoid)
-	return p.t.Pick(c, info, now, a, false)
+	return p.t.Pick(p.first(start, a, avoid), info, now, &ci, 0)
 }
 
 // limit is the load bound ceil(c × (in-flight + 1) / N), N being the READY
@@ -64,37 +58,28 @@ func (p *picker) limit() int64 {
 	return int64(math.Ceil(p.factor * avg))
 }
 
-// walk applies the ring_hash picker of gRFC A42 ("xDS Ring Hash LB
-// Policy"), as amended by gRFC A61 for pick_first children, whose
-// TRANSIENT_FAILURE is sticky until they are READY again: walking the ring
-// from the key's position, endpoints in TRANSIENT_FAILURE are passed over,
-// and the first endpoint in any other state is the key's endpoint:
+// walk finds the key's endpoint: walking the ring from the key's position,
+// the first endpoint that is READY, not ejected (lbcore.EjectAfter
+// failures or timeouts in a row, and not due a probe), not already tried
+// by the hedged call (when avoid is set) and below the load bound
+// (Mirrokni et al.). walk counts the call in flight on the endpoint it
+// returns, and returns that count; it returns nil when no READY endpoint
+// has room.
 //
-//   - READY: the call goes to it;
-//   - IDLE: a connection is requested (the child's ExitIdle) and the pick
-//     is queued (balancer.ErrNoSubConnAvailable): the channel picks again
-//     with the next picker, once the child reports CONNECTING, then READY;
-//   - CONNECTING: the pick is queued.
-//
-// So a key never lands elsewhere merely because its endpoint has not
-// connected yet (right after dial, or after a reconnect), which would break
-// affinity for its first calls; it moves on only while its endpoint is in
-// TRANSIENT_FAILURE. A queued pick follows the call's wait-for-ready as
-// usual: without it, a queued call still waits while the child connects,
-// since gRPC fails fast only in TRANSIENT_FAILURE.
-//
-// Bounded load (Mirrokni et al.), hedging and outlier ejection extend the
-// READY case: when the key's endpoint holds limit calls in flight, or a
-// hedged call already tried it, or it failed lbcore.EjectAfter calls in a
-// row and is not due a probe, the walk goes on to the next READY endpoint
-// with room that the call has not tried, passing over endpoints in any
-// other state; a spilled call never waits for a connection. walk counts the
-// call in flight on the endpoint it returns; it returns nil and no error
-// when no READY endpoint has room.
-func (p *picker) walk(start int, limit, now int64, a *callinfo.Attempts, avoid bool) (*lbcore.Child, error) {
+// Only READY endpoints hold keys. This departs from gRFC A42's ring_hash
+// picker, which queues a key's calls while its endpoint is IDLE or
+// CONNECTING and moves them on only in TRANSIENT_FAILURE: a backend that
+// accepts TCP connections and never speaks HTTP/2 (half-open: a hung
+// process, a proxy with no upstream) stays CONNECTING until grpc's connect
+// timeout, 20 s, and every call for its keys waited that long or ran out
+// of time, while its ring successors could have served them. Here an
+// endpoint that has never been READY holds no keys; one that is connecting
+// again passes its keys on to their successors until it is READY, as A42
+// does in TRANSIENT_FAILURE. An IDLE endpoint on the way is asked to
+// connect (once per snapshot), so that it comes back.
+func (p *picker) walk(start int, limit, now int64, ci *callinfo.Info, avoid bool) (*lbcore.Child, int64) {
 	n := len(p.ring.owners)
 	prev := int32(-1)
-	spilled := false // the key's endpoint was READY but full or tried
 	for k := range n {
 		i := start + k
 		if i >= n {
@@ -108,30 +93,22 @@ func (p *picker) walk(start int, limit, now int64, a *callinfo.Attempts, avoid b
 		c := &p.all[o]
 		switch c.State {
 		case connectivity.Ready:
-			spilled = true
-			if avoid && a.Tried(c.EP.Addr) {
+			if avoid && ci.Attempts.Tried(c.EP.Addr) {
 				continue
 			}
 			if c.EP.Ejected(now, p.params.ProbeInterval) {
 				continue
 			}
-			if c.EP.TryAcquire(limit) {
-				return c, nil
+			if load, ok := c.EP.TryAcquire(limit, now, ci.Stream); ok {
+				return c, load
 			}
 		case connectivity.Idle:
-			if !spilled {
-				p.exitIdle(o)
-				return nil, balancer.ErrNoSubConnAvailable
-			}
-		case connectivity.Connecting:
-			if !spilled {
-				return nil, balancer.ErrNoSubConnAvailable
-			}
+			p.exitIdle(o)
 		}
-		// TRANSIENT_FAILURE (or SHUTDOWN, which endpointsharding never
-		// reports): on to the next endpoint.
+		// CONNECTING, TRANSIENT_FAILURE, IDLE (or SHUTDOWN, which
+		// endpointsharding never reports): on to the next endpoint.
 	}
-	return nil, nil
+	return nil, 0
 }
 
 // exitIdle asks the IDLE child all[o] to connect, once per snapshot.

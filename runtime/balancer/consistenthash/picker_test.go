@@ -30,6 +30,7 @@ func newTestPicker(t *testing.T, cfg *LBConfig, addrs []string, down ...string) 
 func newTestPickerAt(t *testing.T, now lbcore.Clock, cfg *LBConfig, addrs []string, down ...string) *picker {
 	t.Helper()
 	tr := lbcore.NewTracker(now, rand.New(rand.NewPCG(1, 2)).Uint64)
+	tr.CountTotal = (&pickerBuilder{}).CountsTotal()
 	all, ready := tr.Sync(lbtest.ChildStates(addrs, func(a string) connectivity.State {
 		if slices.Contains(down, a) {
 			return connectivity.TransientFailure
@@ -57,7 +58,7 @@ func TestPickerAffinityUnderLightLoad(t *testing.T) {
 			if got, want := lbtest.AddrOf(res), owner(r, addrs, k); got != want {
 				t.Fatalf("key %q went to %s, want its owner %s", k, got, want)
 			}
-			res.Done(balancer.DoneInfo{})
+			res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 		}
 	}
 }
@@ -84,7 +85,7 @@ func TestPickerSkipsEndpointsNotReady(t *testing.T) {
 		if owner(r, addrs, k) == down {
 			moved++
 		}
-		res.Done(balancer.DoneInfo{})
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 	if moved == 0 {
 		t.Fatal("no key belonged to the endpoint that went down")
@@ -112,7 +113,7 @@ func TestPickerWithoutKeyUsesP2C(t *testing.T) {
 		}
 	}
 	for _, d := range dones {
-		d(balancer.DoneInfo{})
+		d(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 }
 
@@ -136,7 +137,7 @@ func TestPickerHedgedCallAvoidsTried(t *testing.T) {
 		if tried := a.Addrs(); len(tried) != 2 || tried[1] != got {
 			t.Fatalf("attempts %v, want the pick %s added", tried, got)
 		}
-		res.Done(balancer.DoneInfo{})
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 }
 
@@ -164,7 +165,7 @@ func TestBoundedLoadZipf(t *testing.T) {
 		for range picks {
 			if len(dones) == outstanding {
 				i := rng.IntN(len(dones))
-				dones[i](balancer.DoneInfo{})
+				dones[i](balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 				dones[i] = dones[len(dones)-1]
 				dones = dones[:len(dones)-1]
 			}
@@ -184,7 +185,7 @@ func TestBoundedLoadZipf(t *testing.T) {
 			dones = append(dones, res.Done)
 		}
 		for _, d := range dones {
-			d(balancer.DoneInfo{})
+			d(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 		}
 		if p.t.InFlight() != 0 {
 			t.Fatalf("%d calls still counted in flight", p.t.InFlight())
@@ -218,7 +219,7 @@ func TestPickerAllocs(t *testing.T) {
 	} {
 		if allocs := testing.AllocsPerRun(1000, func() {
 			res, _ := p.Pick(info)
-			res.Done(balancer.DoneInfo{})
+			res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 		}); allocs != 0 {
 			t.Errorf("%s Pick+Done: %v allocations, want 0", name, allocs)
 		}
@@ -255,12 +256,13 @@ func successors(r *ring, addrs []string, key string) []string {
 	return out
 }
 
-// TestPickerFollowsA42ConnectionStates checks the ring_hash rules of gRFC
-// A42 (as amended by A61): the first endpoint on the key's walk that is not
-// in TRANSIENT_FAILURE is the key's endpoint; READY takes the call, IDLE is
-// asked to connect and the pick queued, CONNECTING queues. Bounded-load
-// overflow and hedges move on to READY endpoints only.
-func TestPickerFollowsA42ConnectionStates(t *testing.T) {
+// TestPickerKeysOnlyOnReadyEndpoints: the key's endpoint is the first
+// READY one on its walk; one that is CONNECTING (for the first time: a
+// half-open backend stays so for 20 s), IDLE (asked to connect, once per
+// snapshot) or in TRANSIENT_FAILURE passes the key on, so that no keyed
+// call waits for a connection while a READY endpoint could serve it.
+// Bounded-load overflow and hedges move on to READY endpoints too.
+func TestPickerKeysOnlyOnReadyEndpoints(t *testing.T) {
 	addrs := endpointAddrs(4)
 	r := newRing(addrs, DefaultVirtualNodes)
 	const key = "customer-7"
@@ -283,14 +285,14 @@ func TestPickerFollowsA42ConnectionStates(t *testing.T) {
 		wantKick int                  // index in w of the endpoint asked to connect; -1: none
 	}{
 		{"owner READY", []connectivity.State{ready, ready, ready, ready}, 0, false, 0, -1},
-		{"owner CONNECTING queues", []connectivity.State{conn, ready, ready, ready}, 0, false, -1, -1},
-		{"owner IDLE is kicked and queues", []connectivity.State{idle, ready, ready, ready}, 0, false, -1, 0},
+		{"owner CONNECTING: next READY", []connectivity.State{conn, ready, ready, ready}, 0, false, 1, -1},
+		{"owner IDLE is kicked, next READY takes the call", []connectivity.State{idle, ready, ready, ready}, 0, false, 1, 0},
 		{"owner TRANSIENT_FAILURE: next READY", []connectivity.State{tf, ready, ready, ready}, 0, false, 1, -1},
 		{"owner and next TRANSIENT_FAILURE: third", []connectivity.State{tf, tf, ready, ready}, 0, false, 2, -1},
-		{"owner TRANSIENT_FAILURE, next CONNECTING queues", []connectivity.State{tf, conn, ready, ready}, 0, false, -1, -1},
-		{"owner TRANSIENT_FAILURE, next IDLE is kicked", []connectivity.State{tf, idle, ready, ready}, 0, false, -1, 1},
+		{"owner TRANSIENT_FAILURE, next CONNECTING: third", []connectivity.State{tf, conn, ready, ready}, 0, false, 2, -1},
+		{"owner TRANSIENT_FAILURE, next IDLE is kicked", []connectivity.State{tf, idle, ready, ready}, 0, false, 2, 1},
 		{"owner full spills past CONNECTING to READY", []connectivity.State{ready, conn, ready, ready}, 10, false, 2, -1},
-		{"owner full spills past IDLE without kicking it", []connectivity.State{ready, idle, tf, ready}, 10, false, 3, -1},
+		{"owner full spills past IDLE, kicking it", []connectivity.State{ready, idle, tf, ready}, 10, false, 3, 1},
 		{"hedge past tried owner skips CONNECTING", []connectivity.State{ready, conn, ready, ready}, 0, true, 2, -1},
 	}
 	for _, tc := range tests {
@@ -308,7 +310,7 @@ func TestPickerFollowsA42ConnectionStates(t *testing.T) {
 				}
 			}
 			for range tc.load {
-				if !owner.TryAcquire(math.MaxInt64) {
+				if _, ok := owner.TryAcquire(math.MaxInt64, 0, false); !ok {
 					t.Fatal("TryAcquire")
 				}
 			}
@@ -332,7 +334,7 @@ func TestPickerFollowsA42ConnectionStates(t *testing.T) {
 				if got := lbtest.AddrOf(res); got != w[tc.want] {
 					t.Fatalf("key went to %s (walk position %d), want %s (position %d)", got, slices.Index(w, got), w[tc.want], tc.want)
 				}
-				res.Done(balancer.DoneInfo{})
+				res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 			}
 			if tc.want < 0 && p.t.InFlight() != int64(tc.load) {
 				t.Errorf("queued picks left %d calls in flight, want %d", p.t.InFlight(), tc.load)
@@ -348,7 +350,7 @@ func TestPickerFollowsA42ConnectionStates(t *testing.T) {
 	}
 }
 
-func TestPickerAllocsWhileQueued(t *testing.T) {
+func TestPickerAllocsWhileOwnerConnects(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items on purpose under the race detector")
 	}
@@ -357,18 +359,21 @@ func TestPickerAllocsWhileQueued(t *testing.T) {
 	p := newStatePicker(t, addrs, map[string]connectivity.State{w[0]: connectivity.Connecting}, map[string]int{})
 	info := keyInfo("customer-42")
 	if allocs := testing.AllocsPerRun(1000, func() {
-		if _, err := p.Pick(info); err != balancer.ErrNoSubConnAvailable {
-			t.Fatalf("Pick: %v, want queued", err)
+		res, err := p.Pick(info)
+		if err != nil || lbtest.AddrOf(res) != w[1] {
+			t.Fatalf("Pick: %v, %v; want the owner's successor %s", lbtest.AddrOf(res), err, w[1])
 		}
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}); allocs != 0 {
-		t.Errorf("queued Pick: %v allocations, want 0", allocs)
+		t.Errorf("Pick+Done past a connecting owner: %v allocations, want 0", allocs)
 	}
 }
 
 // TestPickerEjectsFailingEndpointFromKeys: an endpoint that fails
 // lbcore.EjectAfter calls in a row while READY loses its keys to their next
 // endpoints, as if it were in TRANSIENT_FAILURE; one call per probe
-// interval still goes to it, and its first response brings its keys back.
+// interval (16 base intervals after that many failures) still goes to it,
+// and its first response brings its keys back.
 func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
 	addrs := endpointAddrs(4)
 	var now int64
@@ -389,7 +394,7 @@ func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
 		}
 		return lbtest.AddrOf(res), res.Done
 	}
-	unavailable := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down")}
+	unavailable := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down"), BytesSent: true}
 
 	for i := range lbcore.EjectAfter {
 		got, done := pick(keys[i])
@@ -409,12 +414,13 @@ func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
 		if want := lbtest.AddrOf(res); got != want {
 			t.Fatalf("key %q of the ejected endpoint went to %s, want %s, its endpoint with %s down", k, got, want, bad)
 		}
-		res.Done(balancer.DoneInfo{})
-		done(balancer.DoneInfo{})
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+		done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 
 	// A probe interval later, one call goes to it: a failure keeps it out.
-	now += int64(lbcore.DefaultProbeInterval)
+	backoff := int64(16 * lbcore.DefaultProbeInterval)
+	now += backoff
 	probes := 0
 	for _, k := range keys {
 		got, done := pick(k)
@@ -423,24 +429,24 @@ func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
 			done(unavailable)
 			continue
 		}
-		done(balancer.DoneInfo{})
+		done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 	if probes != 1 {
 		t.Fatalf("%d calls went to the failing endpoint in one probe interval, want 1 probe", probes)
 	}
 
 	// The next probe succeeds: the keys are back.
-	now += int64(lbcore.DefaultProbeInterval)
+	now += backoff
 	got, done := pick(keys[0])
 	if got != bad {
 		t.Fatalf("key %q went to %s a probe interval later, want the probe to %s", keys[0], got, bad)
 	}
-	done(balancer.DoneInfo{})
+	done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	for _, k := range keys {
 		if got, done := pick(k); got != bad {
 			t.Fatalf("key %q went to %s after its endpoint answered again, want %s", k, got, bad)
 		} else {
-			done(balancer.DoneInfo{})
+			done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 //	  "decayWindow":    "10s",             // EWMA time constant tau; [1ms, 1h]
 //	  "defaultRtt":     "30ms",            // estimate before the first response; (0, 1m]
 //	  "failurePenalty": "1s",              // latency sample a failed call counts as; (0, 1h]
-//	  "probeInterval":  "1s",              // idle this long without a pick: one probe call; [10ms, 1h]
+//	  "probeInterval":  "250ms",           // idle this long without a pick: one probe call (longer while failing); [10ms, 1h]
 //	  "failureCodes":   ["UNAVAILABLE"],   // codes that count as failures; [] for none
 //	  "statsId":        ""                 // lbstats sink to publish endpoints to
 //	}

@@ -25,18 +25,18 @@ func TestParseConfig(t *testing.T) {
 		statsID string
 		wantErr string
 	}{
-		{name: "defaults", js: `{}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 1e9, FailureMask: mask(codes.Unavailable)}},
+		{name: "defaults", js: `{}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 250e6, FailureMask: mask(codes.Unavailable)}},
 		{
 			name:    "all fields",
 			js:      `{"decayWindow":"2s","defaultRtt":"5ms","failurePenalty":"250ms","probeInterval":"500ms","failureCodes":["UNAVAILABLE","DEADLINE_EXCEEDED"],"statsId":"lbstats-7"}`,
 			want:    lbcore.Params{Tau: 2e9, DefaultRTT: 5e6, FailurePenalty: 250e6, ProbeInterval: 500e6, FailureMask: mask(codes.Unavailable, codes.DeadlineExceeded)},
 			statsID: "lbstats-7",
 		},
-		{name: "protobuf JSON duration", js: `{"decayWindow":"1.5s"}`, want: lbcore.Params{Tau: 1.5e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 1e9, FailureMask: mask(codes.Unavailable)}},
-		{name: "empty failureCodes turns failures off", js: `{"failureCodes":[]}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 1e9}},
+		{name: "protobuf JSON duration", js: `{"decayWindow":"1.5s"}`, want: lbcore.Params{Tau: 1.5e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 250e6, FailureMask: mask(codes.Unavailable)}},
+		{name: "empty failureCodes turns failures off", js: `{"failureCodes":[]}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 250e6}},
 		{name: "bounds inclusive", js: `{"decayWindow":"1ms","defaultRtt":"1m","failurePenalty":"1h","probeInterval":"10ms"}`, want: lbcore.Params{Tau: 1e6, DefaultRTT: 60e9, FailurePenalty: 3600e9, ProbeInterval: 10e6, FailureMask: mask(codes.Unavailable)}},
 		{name: "probeInterval upper bound", js: `{"probeInterval":"1h"}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 3600e9, FailureMask: mask(codes.Unavailable)}},
-		{name: "unknown fields ignored", js: `{"choiceCount":3}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 1e9, FailureMask: mask(codes.Unavailable)}},
+		{name: "unknown fields ignored", js: `{"choiceCount":3}`, want: lbcore.Params{Tau: 10e9, DefaultRTT: 30e6, FailurePenalty: 1e9, ProbeInterval: 250e6, FailureMask: mask(codes.Unavailable)}},
 		{name: "decayWindow too small", js: `{"decayWindow":"999us"}`, wantErr: "lbclient_peak_ewma: decayWindow: 999µs out of range [1ms, 1h0m0s]"},
 		{name: "decayWindow too large", js: `{"decayWindow":"2h"}`, wantErr: "lbclient_peak_ewma: decayWindow: 2h0m0s out of range [1ms, 1h0m0s]"},
 		{name: "negative defaultRtt", js: `{"defaultRtt":"-1ms"}`, wantErr: "lbclient_peak_ewma: defaultRtt: -1ms out of range [1ns, 1m0s]"},

@@ -1,21 +1,50 @@
 // Package peakewma implements lbclient's PEAK_EWMA load-balancing policy,
 // registered with grpc-go as "lbclient_peak_ewma".
 //
-// Each call goes to the cheaper of two READY endpoints drawn at random
-// (power of two choices), where an endpoint's cost is a peak-sensitive
-// EWMA of its latency times its calls in flight plus one, as in Finagle's
-// and linkerd2-proxy's peak-EWMA balancers. Latency is measured from pick to
-// Done on a monotonic clock. A call that fails with a failure code
-// (UNAVAILABLE by default) counts as a latency sample of the failure
-// penalty, so a half-broken backend quickly loses most of its traffic and
-// wins it back as it succeeds again: passive outlier ejection. An ejected
-// endpoint is not starved: once idle for probeInterval (1s) it gets one
-// probe call, and the first success replaces the penalty, so a backend that
-// recovered carries its share again within about a probe interval. Probes
-// are at most one call in 20, so a quiet client (a few calls a second)
-// does not spend a large share of its calls on the endpoints it avoids. An
-// endpoint that is READY again after a reconnection starts over as a new
-// one, its old estimate forgotten.
+// Each call goes to one of two READY endpoints drawn at random (power of
+// two choices), the one whose cost — the latency a call sent there now is
+// expected to take — is lower. The rules, and where they come from (the
+// details are on lbcore.Endpoint.Cost, lbcore.EWMA and
+// lbcore.Tracker.ChooseP2C):
+//
+//   - Latency is a peak-sensitive EWMA, as in Finagle's and
+//     linkerd2-proxy's peak-EWMA: a slow response is believed at once, fast
+//     ones bring the estimate down over about eight responses, and an idle
+//     endpoint's estimate decays (tau 10 s) so that it is tried again.
+//     Latency is measured from pick to Done on a monotonic clock.
+//   - Latency is load-normalised: a response's latency is divided by the
+//     calls that were in flight on its endpoint when it was picked, and
+//     cost is that estimate × (in flight + 1). The classic cost multiplies
+//     a latency that already holds the endpoint's queueing by its load once
+//     more, which makes a busy fast endpoint look dearer than an idle slow
+//     one.
+//   - Calls in flight are evidence: an endpoint costs at least the mean age
+//     of its unary calls in flight, so calls stop piling onto one that
+//     hangs.
+//   - A failure code (UNAVAILABLE by default) counts as a sample of the
+//     failure penalty (1 s), as Finagle's failure accrual does; a timeout
+//     (DEADLINE_EXCEEDED) and a hedged attempt overtaken by a later one
+//     count as lower bounds of the latency; the caller's own cancel is only
+//     a lower bound. Five failures or timeouts in a row eject the endpoint
+//     (Envoy's outlier detection defaults), and its next answer brings it
+//     back.
+//   - Streams count in the load while open, and their lifetime is never a
+//     latency sample; only a failure code at their end counts (lbclient's
+//     runtime marks streams; used without it, a stream is taken for a
+//     unary call).
+//   - Probes: an endpoint avoided for a probe interval (250 ms; doubled for
+//     each failure in a row after the first, up to 4 s) gets one call, and
+//     its answer replaces the stale estimate, so a backend that was slow
+//     while cold, or failed and recovered, is back within a few intervals.
+//     Probes are at most one call in 20, so a quiet client does not spend
+//     its calls on the endpoints it avoids.
+//   - Near-equal costs split evenly: the cheaper of the two wins with
+//     probability c₂⁴/(c₁⁴+c₂⁴), so identical backends share one serial
+//     caller's calls instead of the one whose estimate is lowest by noise
+//     taking them all, while a 10× slower one is drawn for 0.01% of them.
+//   - An endpoint that is READY again after a reconnection starts over as a
+//     new one, its estimate and failures forgotten; a new endpoint is
+//     tried at once, one call at a time until it answers.
 //
 // The policy is a thin layer over grpc-go's endpointsharding with pickfirst
 // children, like round_robin. Import the package for its side effect and

@@ -198,8 +198,8 @@ func TestE2EStats(t *testing.T) {
 	for _, e := range eps {
 		picks += e.Picks
 		failures += e.Failures
-		if e.InFlight != 0 || e.State != connectivity.Ready || e.Latency <= 0 {
-			t.Errorf("endpoint %+v: want READY, nothing in flight, a latency", e)
+		if e.InFlight != 0 || e.State != connectivity.Ready || (e.Latency <= 0) != (e.Picks == e.Failures) {
+			t.Errorf("endpoint %+v: want READY, nothing in flight, a latency if it answered a call", e)
 		}
 		var b *lbtest.Backend
 		for _, x := range bs {

@@ -20,7 +20,7 @@ type picker struct {
 // child's Done behind the accounting of the call. No allocation.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := p.t.Now()
-	a := callinfo.AttemptsFrom(info.Ctx)
-	i := p.t.ChooseP2C(p.ready, now, p.params, a)
-	return p.t.Pick(&p.ready[i], info, now, a, false)
+	ci := callinfo.From(info.Ctx)
+	i := p.t.ChooseP2C(p.ready, now, p.params, ci.Attempts)
+	return p.t.Pick(&p.ready[i], info, now, &ci, 0)
 }

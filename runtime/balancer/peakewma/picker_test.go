@@ -29,7 +29,7 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 	for _, a := range []string{"fast", "slow", "busy"} {
 		for _, c := range p.ready {
 			if c.EP.Addr == a {
-				res, err := p.t.Pick(&c, info, *now, nil, false)
+				res, err := p.t.Pick(&c, info, *now, &callinfo.Info{}, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -38,7 +38,7 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 					lat = 50e6
 				}
 				*now += lat
-				res.Done(balancer.DoneInfo{})
+				res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 			}
 		}
 	}
@@ -48,7 +48,7 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 	for _, c := range p.ready {
 		if c.EP.Addr == "busy" {
 			for range 1000 {
-				if _, err := p.t.Pick(&c, info, *now, nil, false); err != nil {
+				if _, err := p.t.Pick(&c, info, *now, &callinfo.Info{}, 0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -70,7 +70,7 @@ func TestPickerAvoidsSlowAndBusy(t *testing.T) {
 		} else {
 			*now += 1e6
 		}
-		res.Done(balancer.DoneInfo{})
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 	// P2C with distinct draws: the costliest endpoint is never chosen, the
 	// cheapest is chosen whenever drawn (2/3 of draws), the middle one when
@@ -100,7 +100,7 @@ func TestPickerHedgedCallAvoidsTried(t *testing.T) {
 		if tried := a.Addrs(); len(tried) != 3 || tried[2] != got {
 			t.Fatalf("attempts = %v, want the pick (%s) added", tried, got)
 		}
-		res.Done(balancer.DoneInfo{})
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 }
 
@@ -114,7 +114,7 @@ func TestPickerAllocs(t *testing.T) {
 	info := balancer.PickInfo{FullMethodName: "/s/m", Ctx: ctx}
 	if allocs := testing.AllocsPerRun(1000, func() {
 		res, _ := p.Pick(info)
-		res.Done(balancer.DoneInfo{})
+		res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}); allocs != 0 {
 		t.Fatalf("Pick+Done: %v allocations, want 0", allocs)
 	}

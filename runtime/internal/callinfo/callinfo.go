@@ -1,7 +1,13 @@
 // Package callinfo carries per-call facts from lbclient's interceptors and
 // generated code to its pickers, through the call's context: the hash key
-// that routes a call under consistent hashing, and the set of endpoints a
-// hedged call has already tried.
+// that routes a call under consistent hashing, the set of endpoints a
+// hedged call has already tried, and whether the call is a stream.
+//
+// Every fact lives in one Info, which each With function copies into a
+// context of its own together with the facts already on ctx, so that a
+// picker reads them all with a single context lookup (From): a lookup
+// walks the chain of contexts, and a picker would otherwise pay that walk
+// once per fact.
 package callinfo
 
 import (
@@ -9,51 +15,114 @@ import (
 	"sync"
 )
 
-type hashKeyKey struct{}
-
-// hashKeyCtx carries a hash key. It is context.WithValue made for one
-// string: one allocation per call instead of two (WithValue's context and
-// the string boxed in an interface), on the path of every keyed call.
-type hashKeyCtx struct {
-	context.Context
-	key string
+// Info is what a call's context tells lbclient's pickers.
+type Info struct {
+	// HashKey routes the call under consistent hashing when HasKey is set.
+	HashKey string
+	HasKey  bool
+	// Attempts is shared by the attempts of a hedged call; nil otherwise.
+	Attempts *Attempts
+	// Stream marks a streaming call: its lifetime is the caller's choice,
+	// not a measure of the endpoint.
+	Stream bool
 }
 
-// Value returns the hashKeyCtx itself for hashKeyKey: a pointer, which an
+type infoKey struct{}
+
+// infoCtx carries an Info. One allocation per With, instead of two for
+// context.WithValue and a value boxed in an interface.
+type infoCtx struct {
+	context.Context
+	info Info
+}
+
+// Value returns the infoCtx itself for infoKey: a pointer, which an
 // interface holds without allocating.
-func (c *hashKeyCtx) Value(k any) any {
-	if _, ok := k.(hashKeyKey); ok {
+func (c *infoCtx) Value(k any) any {
+	if _, ok := k.(infoKey); ok {
 		return c
 	}
 	return c.Context.Value(k)
 }
 
+func lookup(ctx context.Context) *infoCtx {
+	c, _ := ctx.Value(infoKey{}).(*infoCtx)
+	return c
+}
+
+// From returns the Info on ctx; the zero Info when there is none.
+func From(ctx context.Context) Info {
+	if c := lookup(ctx); c != nil {
+		return c.info
+	}
+	return Info{}
+}
+
+// with returns a copy of ctx carrying the Info of ctx as set changes it.
+func with(ctx context.Context, set func(*Info)) context.Context {
+	c := &infoCtx{Context: ctx}
+	if outer := lookup(ctx); outer != nil {
+		c.info = outer.info
+	}
+	set(&c.info)
+	return c
+}
+
 // WithHashKey returns a copy of ctx that carries key as the call's hash key.
 func WithHashKey(ctx context.Context, key string) context.Context {
-	return &hashKeyCtx{Context: ctx, key: key}
+	return with(ctx, func(i *Info) { i.HashKey, i.HasKey = key, true })
 }
 
 // HashKey returns the hash key in ctx, and whether there is one.
 func HashKey(ctx context.Context) (string, bool) {
-	if c, ok := ctx.Value(hashKeyKey{}).(*hashKeyCtx); ok {
-		return c.key, true
-	}
-	return "", false
+	i := From(ctx)
+	return i.HashKey, i.HasKey
 }
 
-// Attempts records the endpoints the attempts of one call went to, so that
-// each further attempt of a hedged call can be sent elsewhere. It is shared
-// by the attempts of one call and safe for concurrent use.
+// WithAttempts returns a copy of ctx that carries a.
+func WithAttempts(ctx context.Context, a *Attempts) context.Context {
+	return with(ctx, func(i *Info) { i.Attempts = a })
+}
+
+// AttemptsFrom returns the Attempts in ctx, or nil when the call is not
+// hedged. Pickers that find one avoid the endpoints it names whenever
+// another ready endpoint exists, and Add the endpoint they pick.
+func AttemptsFrom(ctx context.Context) *Attempts { return From(ctx).Attempts }
+
+// WithStream returns a copy of ctx that marks the call as a stream.
+func WithStream(ctx context.Context) context.Context {
+	return with(ctx, func(i *Info) { i.Stream = true })
+}
+
+// maxInline is how many attempts an Attempts records without allocating:
+// a hedged call makes at most 5 (gRFC A6), and a transparent retry of grpc
+// re-picks for the same attempt.
+const maxInline = 8
+
+// Attempts records the endpoints the attempts of one call went to, in the
+// order they were picked, so that each further attempt of a hedged call
+// can be sent elsewhere, and which attempt answered first, so that the
+// attempts it overtook count against their endpoints. It is shared by the
+// attempts of one call and safe for concurrent use; its zero value is
+// ready to use.
 type Attempts struct {
-	mu    sync.Mutex
-	addrs []string
+	mu     sync.Mutex
+	inline [maxInline]string
+	more   []string
+	n      int
+	won    int // ordinal of the first attempt that answered, plus one
 }
 
 // Tried reports whether an attempt of the call already went to addr.
 func (a *Attempts) Tried(addr string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, t := range a.addrs {
+	for i := range min(a.n, maxInline) {
+		if a.inline[i] == addr {
+			return true
+		}
+	}
+	for _, t := range a.more {
 		if t == addr {
 			return true
 		}
@@ -61,31 +130,53 @@ func (a *Attempts) Tried(addr string) bool {
 	return false
 }
 
-// Add records that an attempt went to addr.
-func (a *Attempts) Add(addr string) {
+// Add records that an attempt went to addr and returns the attempt's
+// ordinal: 0 for the first pick of the call, 1 for the next, and so on.
+func (a *Attempts) Add(addr string) int {
 	a.mu.Lock()
-	a.addrs = append(a.addrs, addr)
+	defer a.mu.Unlock()
+	k := a.n
+	if k < maxInline {
+		a.inline[k] = addr
+	} else {
+		a.more = append(a.more, addr)
+	}
+	a.n++
+	return k
+}
+
+// Answered records that the attempt with ordinal k got an answer from its
+// endpoint. Only the first answer is kept.
+func (a *Attempts) Answered(k int) {
+	a.mu.Lock()
+	if a.won == 0 {
+		a.won = k + 1
+	}
 	a.mu.Unlock()
+}
+
+// Overtaken reports whether an attempt picked after the one with ordinal
+// k answered first: k had been waiting longer than a later attempt's whole
+// call.
+func (a *Attempts) Overtaken(k int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.won > k+1
 }
 
 // Addrs returns the endpoints tried so far, in order.
 func (a *Attempts) Addrs() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return append([]string(nil), a.addrs...)
+	out := make([]string, 0, a.n)
+	out = append(out, a.inline[:min(a.n, maxInline)]...)
+	return append(out, a.more...)
 }
 
-type attemptsKey struct{}
-
-// WithAttempts returns a copy of ctx that carries a.
-func WithAttempts(ctx context.Context, a *Attempts) context.Context {
-	return context.WithValue(ctx, attemptsKey{}, a)
-}
-
-// AttemptsFrom returns the Attempts in ctx, or nil when the call is not
-// hedged. Pickers that find one avoid the endpoints it names whenever
-// another ready endpoint exists, and Add the endpoint they pick.
-func AttemptsFrom(ctx context.Context) *Attempts {
-	a, _ := ctx.Value(attemptsKey{}).(*Attempts)
-	return a
+// Reset forgets every attempt, so that a can serve another call.
+func (a *Attempts) Reset() {
+	a.mu.Lock()
+	a.inline = [maxInline]string{}
+	a.more, a.n, a.won = a.more[:0], 0, 0
+	a.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package callinfo
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -76,5 +77,74 @@ func TestAttempts(t *testing.T) {
 	}
 	if a.Tried("d:1") || len(a.Addrs()) != 3 {
 		t.Errorf("Addrs() = %v, want the three added", a.Addrs())
+	}
+}
+
+// TestInfoCarriesEveryFact: each With keeps the facts already on the
+// context, so one lookup finds them all, whatever the order and whatever
+// other contexts come between.
+func TestInfoCarriesEveryFact(t *testing.T) {
+	a := new(Attempts)
+	ctx := WithStream(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctx = WithAttempts(context.WithValue(ctx, otherKey{}, 1), a)
+	ctx = WithHashKey(ctx, "k")
+	got := From(ctx)
+	if !got.Stream || got.Attempts != a || got.HashKey != "k" || !got.HasKey {
+		t.Errorf("From = %+v, want the stream, the attempts and the key", got)
+	}
+	if From(context.Background()) != (Info{}) {
+		t.Error("From of a bare context is not the zero Info")
+	}
+	if AttemptsFrom(ctx) != a {
+		t.Error("AttemptsFrom lost the attempts")
+	}
+}
+
+// TestAttemptsOrder: Add numbers the attempts in pick order; an attempt
+// is overtaken when a later one answered first, not when an earlier one
+// did; only the first answer counts; Reset starts over.
+func TestAttemptsOrder(t *testing.T) {
+	var a Attempts
+	for i, addr := range []string{"a", "b", "c"} {
+		if k := a.Add(addr); k != i {
+			t.Fatalf("Add(%q) = %d, want %d", addr, k, i)
+		}
+	}
+	if a.Overtaken(0) {
+		t.Fatal("overtaken before any answer")
+	}
+	a.Answered(1)
+	a.Answered(2) // a later answer does not replace the first
+	if !a.Overtaken(0) || a.Overtaken(1) || a.Overtaken(2) {
+		t.Errorf("after attempt 1 answered: overtaken = %v %v %v, want true false false", a.Overtaken(0), a.Overtaken(1), a.Overtaken(2))
+	}
+	a.Reset()
+	if a.Tried("a") || len(a.Addrs()) != 0 || a.Overtaken(0) {
+		t.Error("Reset kept attempts")
+	}
+	for i := range maxInline + 3 { // beyond the inline ones
+		a.Add(fmt.Sprintf("e%d", i))
+	}
+	if !a.Tried("e0") || !a.Tried(fmt.Sprintf("e%d", maxInline+2)) || len(a.Addrs()) != maxInline+3 {
+		t.Errorf("Addrs() = %v", a.Addrs())
+	}
+}
+
+// TestAttemptsAllocFree: recording a hedged call's attempts allocates
+// nothing, so that a hedged attempt's pick does not either.
+func TestAttemptsAllocFree(t *testing.T) {
+	var a Attempts
+	allocs := testing.AllocsPerRun(1000, func() {
+		a.Reset()
+		for _, addr := range []string{"a:1", "b:1", "c:1"} {
+			if !a.Tried(addr) {
+				a.Answered(a.Add(addr))
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Add/Tried/Answered of 3 attempts: %v allocations, want 0", allocs)
 	}
 }

@@ -26,10 +26,11 @@ type Endpoint struct {
 	// Picks is the number of calls the picker sent to the endpoint.
 	Picks uint64
 	// Failures is the number of calls that failed with a status that
-	// counts against the endpoint (UNAVAILABLE and the like).
+	// counts against the endpoint (UNAVAILABLE and the like, timeouts for
+	// lbclient's own policies).
 	Failures uint64
-	// Latency is the balancer's current latency estimate; 0 when it keeps
-	// none.
+	// Latency is a moving average of the latency of the calls the
+	// endpoint answered; 0 before the first.
 	Latency time.Duration
 }
 

@@ -30,6 +30,11 @@ type PickerBuilder interface {
 	Build(cfg Config, t *Tracker, all, ready []Child) balancer.Picker
 }
 
+// TotalCounter is a PickerBuilder whose pickers read Tracker.InFlight.
+type TotalCounter interface {
+	CountsTotal() bool
+}
+
 // Balancer is the part of lbclient's balancers that is the same for every
 // policy: endpointsharding over pickfirst children (with the health
 // listener enabled, as round_robin does, so client-side health checks
@@ -64,6 +69,9 @@ func NewBalancer(name string, cc balancer.ClientConn, opts balancer.BuildOptions
 		cfg:        def,
 	}
 	b.t.SetParams(def.LatencyParams())
+	if tc, ok := pb.(TotalCounter); ok {
+		b.t.CountTotal = tc.CountsTotal()
+	}
 	b.child = endpointsharding.NewBalancer(b, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
 	return b
 }

@@ -7,66 +7,75 @@ import (
 	"sync/atomic"
 )
 
-// EWMA is a peak-sensitive, exponentially weighted moving average of
-// latency, as in Finagle's PeakEwma and linkerd2-proxy's peak_ewma:
+// EWMA is the latency estimate of one endpoint: a peak-sensitive,
+// exponentially weighted moving average, as in Finagle's PeakEwma and
+// linkerd2-proxy's peak_ewma, with the changes below. Its samples are
+// load-normalised latencies (see Endpoint.Cost), in nanoseconds on the
+// Tracker's monotonic clock.
 //
-//   - a sample above the current estimate replaces it at once (the peak),
-//     so an endpoint that turns slow is avoided after one slow response;
-//   - a sample at or below it is blended in with weight
-//     max(1-exp(-elapsed/tau), 1/ResponseWindow), where elapsed is the
-//     time since the previous sample: the estimate falls back over tau or
-//     over about ResponseWindow responses, whichever is sooner. Finagle and
-//     linkerd2-proxy use the time share alone; at the thousands of
-//     responses per second of a busy client that holds every peak (a GC
-//     pause, a descheduled goroutine) for seconds, so the estimate of a
-//     fast endpoint is its latest stall rather than its latency (see
-//     ResponseWindow);
-//   - between samples the estimate read by pickers decays as
-//     est·exp(-elapsed/tau). Probing (Tracker.ChooseP2C) now re-measures an
-//     idle endpoint once per probe interval, long before this decay moves
-//     the estimate much (about 10% in 1 s with the 10 s default), so it is
-//     no longer what brings an avoided endpoint back; it remains for an
-//     endpoint that is never idle, hence never due a probe (a long stream
-//     in flight), and whose estimate is high;
-//   - the value given to Init is a prior, not a measurement: the first
-//     sample replaces it outright. (Blending would keep a 30 ms default
-//     alive for about tau on an endpoint that answers in 1 ms, since the
-//     weight of a sample depends on time, not on the number of samples.)
-//   - a failure penalty (ObservePenalty) is not a measurement either: it
-//     stands for "this endpoint does not serve". The next real response
-//     (Observe) replaces an estimate that a penalty set or raised, as the
-//     first response replaces the prior, instead of blending with it,
-//     which would keep a recovered endpoint at about the penalty for tau.
-//     Failures in a row keep it penalised.
+//   - Peak: a response slower than the current estimate replaces it at
+//     once, so an endpoint that turns slow is avoided after one slow
+//     response.
+//   - Window: a faster response moves the estimate a share α of the way
+//     to it, α = max(1/ResponseWindow, elapsed/probeInterval), elapsed
+//     being the time since the previous sample. A busy endpoint's estimate
+//     thus follows its last ResponseWindow responses, and forgets a stall
+//     after a few responses that contradict it, instead of after tau; an
+//     estimate that is a probe interval old is stale, and the next
+//     response replaces it. (Finagle and linkerd2-proxy weigh a sample by
+//     elapsed/tau alone: at the thousands of responses per second of a
+//     busy client that holds every peak — a GC pause, a descheduled
+//     goroutine — for seconds; and an endpoint avoided after one slow
+//     response would take tau × ln(peak/latency) to be believed fast
+//     again, though its next response says so.)
+//   - Decay: between samples the estimate pickers read decays as
+//     est·exp(-elapsed/tau) (Finagle's decay on read), so an endpoint
+//     that gets no calls becomes attractive again by itself.
+//   - Prior: the value given to Init stands for "never measured"; the
+//     first evidence replaces it outright.
+//   - Bounds: a call cut short (its deadline, the caller's cancel, a
+//     hedge that answered first elsewhere) says only that the latency is
+//     at least its duration. Such a lower bound raises the estimate when
+//     it is above it, and replaces a prior; a penalty (a failed call,
+//     ObservePenalty) stands for "this endpoint does not serve". Neither
+//     is a measurement: the next response replaces the estimate they set
+//     or raised, whatever its value, so a backend that recovers is back at
+//     its first answer.
 //
-// Estimates are float64 nanoseconds on the Tracker's monotonic clock.
-//
-// Readers (Pick) are lock-free: est and stamp are published under a sequence
-// counter (a seqlock) so that a reader never pairs an estimate with another
-// sample's stamp. Writers (Done) serialise on a mutex private to the
-// endpoint.
+// Readers (Pick) are lock-free: est and stamp are published under a
+// sequence counter (a seqlock) so that a reader never pairs an estimate
+// with another sample's stamp. Writers (Done) serialise on a mutex private
+// to the endpoint.
 type EWMA struct {
 	mu      sync.Mutex    // serialises writers
-	primed  bool          // a sample has been observed; guarded by mu
-	penal   bool          // a penalty is in the estimate; guarded by mu
-	sampled atomic.Bool   // primed, for lock-free readers
+	bound   bool          // the estimate is a lower bound or a penalty; guarded by mu
+	sampled atomic.Bool   // some evidence replaced the prior
 	seq     atomic.Uint64 // odd while a writer publishes
 	est     atomic.Uint64 // math.Float64bits of the estimate, in ns
 	stamp   atomic.Int64  // clock reading of the last sample, in ns
+	// mean is math.Float64bits of a plain moving average (weight
+	// 1/ResponseWindow) of the raw latencies of responses, for the stats;
+	// 0 before the first response. Written under mu.
+	mean atomic.Uint64
 }
 
-// Init sets the estimate to rtt as of now, without regard to the previous
-// value. The Tracker uses it to give a new endpoint its default RTT.
+// Init sets the estimate to the prior rtt as of now, without regard to the
+// previous value. The Tracker uses it to give a new endpoint its default
+// RTT.
 func (e *EWMA) Init(rtt float64, now int64) {
 	e.mu.Lock()
-	e.primed, e.penal = false, false
+	e.bound = false
 	e.sampled.Store(false)
+	e.mean.Store(0)
 	e.publish(rtt, now)
 	e.mu.Unlock()
 }
 
 // publish stores est and stamp; e.mu must be held.
 func (e *EWMA) publish(est float64, stamp int64) {
+	if old := e.stamp.Load(); old > stamp {
+		stamp = old // Done calls race to the lock; never step back.
+	}
 	e.seq.Add(1)
 	e.est.Store(math.Float64bits(est))
 	e.stamp.Store(stamp)
@@ -89,8 +98,8 @@ func (e *EWMA) load() (float64, int64) {
 	}
 }
 
-// Sampled reports whether the estimate rests on a measurement rather than
-// on the prior given to Init.
+// Sampled reports whether the estimate rests on evidence rather than on
+// the prior given to Init.
 func (e *EWMA) Sampled() bool { return e.sampled.Load() }
 
 // Estimate returns the estimate as of now, decayed since the last sample
@@ -103,65 +112,66 @@ func (e *EWMA) Estimate(now int64, tau float64) float64 {
 	return est
 }
 
-// Observe records a latency sample of rtt ns taken at now: a response.
-// It replaces an estimate that a failure penalty set or raised.
-func (e *EWMA) Observe(rtt float64, now int64, tau float64) {
+// Mean returns the moving average of the raw latencies of responses (ns),
+// 0 before the first.
+func (e *EWMA) Mean() float64 { return math.Float64frombits(e.mean.Load()) }
+
+// Observe records a response: a sample of x ns (load-normalised) taken at
+// now, from a call that took raw ns. p gives tau and the probe interval.
+func (e *EWMA) Observe(x, raw float64, now int64, p *Params) {
 	e.mu.Lock()
-	e.observeLocked(rtt, now, tau, e.penal)
-	e.penal = false
+	cur, stamp := e.load()
+	elapsed := float64(max(now-stamp, 0))
+	cur *= decay(elapsed / p.Tau)
+	if x >= cur || e.bound || !e.sampled.Load() {
+		cur = x // the peak, or replacing a bound, a penalty or the prior
+	} else {
+		// The sample weighs its share of the probe interval, and at
+		// least 1/ResponseWindow (see ResponseWindow).
+		a := max(min(elapsed/p.ProbeInterval, 1), 1.0/ResponseWindow)
+		cur += (x - cur) * a
+	}
+	e.bound = false
+	e.sampled.Store(true)
+	e.publish(cur, now)
+	if m := e.Mean(); m == 0 {
+		e.mean.Store(math.Float64bits(raw))
+	} else {
+		e.mean.Store(math.Float64bits(m + (raw-m)/ResponseWindow))
+	}
 	e.mu.Unlock()
 }
 
-// ObservePenalty records a failed call as a sample of rtt ns (the failure
+// ObserveBound records a call cut short after x ns (load-normalised) with
+// no answer: the latency is at least x. It raises an estimate below x and
+// replaces the prior; the next response replaces what it set.
+func (e *EWMA) ObserveBound(x float64, now int64, tau float64) {
+	e.mu.Lock()
+	cur, stamp := e.load()
+	cur *= decay(float64(max(now-stamp, 0)) / tau)
+	if x > cur || !e.sampled.Load() {
+		e.bound = true
+		e.sampled.Store(true)
+		e.publish(x, now)
+	}
+	e.mu.Unlock()
+}
+
+// ObservePenalty records a failed call as a sample of x ns (the failure
 // penalty, or the call's duration if longer) taken at now. Like any sample
 // above the estimate it is taken at once; unlike a response, it leaves the
 // estimate to be replaced by the next response.
-func (e *EWMA) ObservePenalty(rtt float64, now int64, tau float64) {
+func (e *EWMA) ObservePenalty(x float64, now int64, tau float64) {
 	e.mu.Lock()
-	e.observeLocked(rtt, now, tau, false)
-	e.penal = true
+	cur, stamp := e.load()
+	cur *= decay(float64(max(now-stamp, 0)) / tau)
+	if !e.sampled.Load() {
+		cur = 0 // the prior is no evidence
+	}
+	e.bound = true
+	e.sampled.Store(true)
+	e.publish(max(cur, x), now)
 	e.mu.Unlock()
-}
-
-// ObserveAtLeast records a censored sample: the call was cut short (by its
-// deadline or by the client) after rtt ns, so the true latency is at least
-// rtt. Such a sample can only raise the estimate; letting it pull the
-// estimate down would reward an endpoint for the calls that gave up on it.
-// It does not replace the prior either: it is not a measurement; nor does
-// it clear a failure penalty.
-func (e *EWMA) ObserveAtLeast(rtt float64, now int64, tau float64) {
-	e.mu.Lock()
-	if rtt > math.Float64frombits(e.est.Load()) {
-		primed := e.primed
-		e.observeLocked(rtt, now, tau, false)
-		e.primed = primed
-		e.sampled.Store(primed)
-	}
-	e.mu.Unlock()
-}
-
-// observeLocked records a sample; replace takes it whatever the estimate.
-func (e *EWMA) observeLocked(rtt float64, now int64, tau float64, replace bool) {
-	est := math.Float64frombits(e.est.Load())
-	stamp := e.stamp.Load()
-	if rtt > est || !e.primed || replace {
-		est = rtt // the peak, the first measurement, or after a penalty: take it
-		e.primed = true
-		e.sampled.Store(true)
-	} else {
-		d := now - stamp
-		if d < 0 {
-			d = 0
-		}
-		// The sample weighs its share of the decay window, and at
-		// least 1/ResponseWindow (see ResponseWindow).
-		w := min(decay(float64(d)/tau), 1-1.0/ResponseWindow)
-		est = est*w + rtt*(1-w)
-	}
-	if now > stamp {
-		stamp = now // Done calls race to the lock; never step back.
-	}
-	e.publish(est, stamp)
 }
 
 // decay returns exp(-x) for x >= 0. On the hot path x = elapsed/tau is

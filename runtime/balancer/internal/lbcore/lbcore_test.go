@@ -57,63 +57,73 @@ func newTestTracker(clk *fakeClock, seed uint64) *Tracker {
 	return NewTracker(clk.Now, rand.New(rand.NewPCG(seed, seed)).Uint64)
 }
 
+// busy counts n unary calls started at start in flight on ep.
+func busy(ep *Endpoint, n int, start int64) {
+	for range n {
+		ep.pending.Add(pendingDelta(start))
+	}
+}
+
 func near(got, want float64) bool { return math.Abs(got-want) <= 1e-6*math.Max(1, math.Abs(want)) }
+
+// params is the default Params (tau 10s, probe interval 1s).
+var params = DefaultParams()
 
 func TestEWMA(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	if got := e.Estimate(0, tau); !near(got, 30*ms) {
-		t.Fatalf("initial estimate = %v, want 30ms", got)
+	if got := e.Estimate(0, tau); !near(got, 30*ms) || e.Sampled() {
+		t.Fatalf("initial estimate = %v (sampled %v), want the 30ms prior", got, e.Sampled())
 	}
 	// The first sample replaces the prior, even below it.
-	e.Observe(10*ms, sec, tau)
-	if got := e.Estimate(sec, tau); !near(got, 10*ms) {
+	e.Observe(10*ms, 10*ms, sec, params)
+	if got := e.Estimate(sec, tau); !near(got, 10*ms) || !e.Sampled() {
 		t.Fatalf("after the first sample: %v, want 10ms", got)
 	}
-	// Below the estimate: blended with weight exp(-3s/10s) on the old value
-	// (the sample's time share, 26%, is above 1/ResponseWindow).
-	e.Observe(5*ms, 4*sec, tau)
-	w := math.Exp(-0.3)
-	want := 10*ms*w + 5*ms*(1-w)
-	if got := e.Estimate(4*sec, tau); !near(got, want) {
+	// A low sample 100ms later moves the decayed estimate by its share of
+	// the 250ms probe interval, 0.4 (more than 1/ResponseWindow).
+	now := sec + sec/10
+	e.Observe(5*ms, 5*ms, now, params)
+	cur := 10 * ms * math.Exp(-0.01)
+	want := cur + (5*ms-cur)*0.4
+	if got := e.Estimate(now, tau); !near(got, want) {
 		t.Fatalf("after a low sample: %v, want %v", got, want)
 	}
-	// A sample 1s later weighs 1/ResponseWindow, more than its time share
-	// (1-exp(-0.1) = 9.5%).
-	e.Observe(5*ms, 5*sec, tau)
-	want = want*(1-1.0/ResponseWindow) + 5*ms/ResponseWindow
-	if got := e.Estimate(5*sec, tau); !near(got, want) {
-		t.Fatalf("after a low sample: %v, want %v", got, want)
+	// A sample soon after weighs 1/ResponseWindow.
+	now += sec / 100
+	e.Observe(5*ms, 5*ms, now, params)
+	cur = want * math.Exp(-0.001)
+	want = cur + (5*ms-cur)/ResponseWindow
+	if got := e.Estimate(now, tau); !near(got, want) {
+		t.Fatalf("after a second low sample: %v, want %v", got, want)
 	}
-	e.Init(30*ms, 0)
-	e.Observe(10*ms, sec, tau)
-	e.Observe(5*ms, 2*sec, tau)
-	w = min(math.Exp(-0.1), 1-1.0/ResponseWindow)
-	want = 10*ms*w + 5*ms*(1-w)
-	if got := e.Estimate(2*sec, tau); !near(got, want) {
-		t.Fatalf("after a low sample: %v, want %v", got, want)
-	}
-	sec := 2 * sec // the clock now stands at 2s
 	// Above the estimate: the peak is taken at once.
-	e.Observe(50*ms, sec, tau)
-	if got := e.Estimate(sec, tau); !near(got, 50*ms) {
+	e.Observe(50*ms, 50*ms, now, params)
+	if got := e.Estimate(now, tau); !near(got, 50*ms) {
 		t.Fatalf("after a peak: %v, want 50ms", got)
 	}
 	// Between samples the estimate decays by exp(-elapsed/tau).
-	if got := e.Estimate(sec+int64(tau), tau); !near(got, 50*ms*math.Exp(-1)) {
+	if got := e.Estimate(now+int64(tau), tau); !near(got, 50*ms*math.Exp(-1)) {
 		t.Fatalf("after tau: %v, want %v", got, 50*ms*math.Exp(-1))
 	}
-	// A same-instant sample below the estimate has no time share; it still
-	// weighs 1/ResponseWindow: a response is evidence however close to the
+	// A same-instant sample below the estimate still weighs
+	// 1/ResponseWindow: a response is evidence however close to the
 	// previous one it comes.
-	e.Observe(1*ms, sec, tau)
-	if got, want := e.Estimate(sec, tau), 50*ms*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
+	e.Observe(1*ms, 1*ms, now, params)
+	if got, want := e.Estimate(now, tau), 50*ms*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
 		t.Fatalf("same-instant low sample: %v, want %v", got, want)
 	}
+	// A probe interval after the last sample the estimate is stale: the
+	// next response replaces it.
+	now += sec
+	e.Observe(2*ms, 2*ms, now, params)
+	if got := e.Estimate(now, tau); !near(got, 2*ms) {
+		t.Fatalf("a probe interval later: %v, want 2ms", got)
+	}
 	// A sample stamped before the last one never steps the stamp back.
-	e.Observe(1*ms, 0, tau)
-	if _, stamp := e.load(); stamp != sec {
-		t.Fatalf("stamp = %d, want %d", stamp, sec)
+	e.Observe(1*ms, 1*ms, 0, params)
+	if _, stamp := e.load(); stamp != now {
+		t.Fatalf("stamp = %d, want %d", stamp, now)
 	}
 }
 
@@ -121,33 +131,46 @@ func TestEWMAConvergesToSteadyLatency(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
 	now := int64(0)
-	for range 1000 { // 1000 samples of 2ms, 100ms apart: 100 s = 10 tau
-		now += int64(100 * time.Millisecond)
-		e.Observe(2*ms, now, tau)
+	e.Observe(20*ms, 20*ms, now, params)
+	for range 100 { // 100 samples of 2ms, 1ms apart
+		now += int64(time.Millisecond)
+		e.Observe(2*ms, 2*ms, now, params)
 	}
-	// What remains of the 30ms start is 28ms × exp(-10) ≈ 1.3µs.
+	// 18ms × (7/8)^100 ≈ 30ns remains of the peak.
 	if got := e.Estimate(now, tau); math.Abs(got-2*ms) > 0.01*ms {
 		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
 	}
+	if got := e.Mean(); math.Abs(got-2*ms) > 0.01*ms {
+		t.Fatalf("mean = %v, want 2ms", time.Duration(got))
+	}
 }
 
-func TestEWMAObserveAtLeast(t *testing.T) {
+func TestEWMAObserveBound(t *testing.T) {
 	var e EWMA
-	e.Init(10*ms, 0)
-	e.ObserveAtLeast(5*ms, sec, tau) // a lower bound below the estimate says nothing
-	if got := e.Estimate(0, tau); !near(got, 10*ms) {
-		t.Fatalf("censored low sample moved the estimate to %v", got)
+	e.Init(30*ms, 0)
+	e.ObserveBound(5*ms, 0, tau) // the first evidence replaces the prior, even below it
+	if got := e.Estimate(0, tau); !near(got, 5*ms) || !e.Sampled() {
+		t.Fatalf("bound on the prior: %v (sampled %v), want 5ms", got, e.Sampled())
 	}
-	e.ObserveAtLeast(80*ms, sec, tau) // latency is at least 80ms: a peak
-	if got := e.Estimate(sec, tau); !near(got, 80*ms) {
-		t.Fatalf("censored high sample: %v, want 80ms", got)
+	e.Observe(10*ms, 10*ms, 0, params)
+	e.ObserveBound(5*ms, 0, tau) // a lower bound below the estimate says nothing
+	if got := e.Estimate(0, tau); !near(got, 10*ms) {
+		t.Fatalf("low bound moved the estimate to %v", got)
+	}
+	e.ObserveBound(80*ms, 0, tau) // latency is at least 80ms: raised
+	if got := e.Estimate(0, tau); !near(got, 80*ms) {
+		t.Fatalf("high bound: %v, want 80ms", got)
+	}
+	e.Observe(3*ms, 3*ms, 0, params) // the next response replaces it
+	if got := e.Estimate(0, tau); !near(got, 3*ms) {
+		t.Fatalf("response after a bound: %v, want 3ms", got)
 	}
 }
 
 // pickDone picks child c at clock time and returns its Done.
 func pickDone(t *testing.T, tr *Tracker, c *Child, a *callinfo.Attempts) func(balancer.DoneInfo) {
 	t.Helper()
-	res, err := tr.Pick(c, balancer.PickInfo{Ctx: context.Background()}, tr.Now(), a, false)
+	res, err := tr.Pick(c, balancer.PickInfo{Ctx: context.Background()}, tr.Now(), &callinfo.Info{Attempts: a}, 0)
 	if err != nil {
 		t.Fatalf("Pick: %v", err)
 	}
@@ -168,8 +191,8 @@ func TestDoneAccounting(t *testing.T) {
 		{"slow UNAVAILABLE keeps its duration", unavailable, 3 * time.Second, 1, 3 * time.Second},
 		{"plain error counts as UNKNOWN, a latency sample", errors.New("x"), 40 * time.Millisecond, 0, 40 * time.Millisecond},
 		{"INTERNAL is a latency sample", status.Error(codes.Internal, "bug"), 45 * time.Millisecond, 0, 45 * time.Millisecond},
-		{"CANCELLED below estimate is ignored", status.Error(codes.Canceled, ""), 5 * time.Millisecond, 0, 30 * time.Millisecond},
-		{"DEADLINE_EXCEEDED above estimate raises it", status.Error(codes.DeadlineExceeded, ""), 200 * time.Millisecond, 0, 200 * time.Millisecond},
+		{"CANCELLED is a lower bound, evidence enough to replace the prior", status.Error(codes.Canceled, ""), 5 * time.Millisecond, 0, 5 * time.Millisecond},
+		{"DEADLINE_EXCEEDED is a timeout and a lower bound", status.Error(codes.DeadlineExceeded, ""), 200 * time.Millisecond, 1, 200 * time.Millisecond},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,7 +205,7 @@ func TestDoneAccounting(t *testing.T) {
 				t.Fatalf("in flight during call = %d, want 1", got)
 			}
 			clk.now += int64(tc.elapsed)
-			done(balancer.DoneInfo{Err: tc.err})
+			done(balancer.DoneInfo{Err: tc.err, BytesSent: true})
 			ep := ready[0].EP
 			if ep.InFlight() != 0 || tr.InFlight() != 0 || ep.Picks() != 1 || fp.done != 1 {
 				t.Fatalf("in flight %d, total %d, picks %d, child Done calls %d; want 0, 0, 1, 1", ep.InFlight(), tr.InFlight(), ep.Picks(), fp.done)
@@ -191,9 +214,6 @@ func TestDoneAccounting(t *testing.T) {
 				t.Fatalf("failures = %d, want %d", ep.Failures(), tc.wantFailures)
 			}
 			want := float64(tc.wantEstimate)
-			if tc.name == "CANCELLED below estimate is ignored" {
-				want *= math.Exp(-float64(tc.elapsed) / tau) // not a sample: only decay
-			}
 			if got := ep.ewma.Estimate(clk.now, tau); !near(got, want) {
 				t.Fatalf("estimate = %v, want %v", time.Duration(got), time.Duration(want))
 			}
@@ -211,7 +231,7 @@ func TestFailureCodesConfigurable(t *testing.T) {
 	tr.SetParams(p)
 	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
 	for _, c := range []codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted} {
-		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: status.Error(c, "")})
+		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: status.Error(c, ""), BytesSent: true})
 	}
 	if got := ready[0].EP.Failures(); got != 2 {
 		t.Fatalf("failures = %d, want 2 (UNAVAILABLE no longer listed)", got)
@@ -250,7 +270,7 @@ func (s *sim) run(n int) map[string]int {
 		if s.fails(addr) {
 			err = status.Error(codes.Unavailable, "down")
 		}
-		s.pending = append(s.pending, func() { done(balancer.DoneInfo{Err: err}) })
+		s.pending = append(s.pending, func() { done(balancer.DoneInfo{Err: err, BytesSent: true}) })
 	}
 	return count
 }
@@ -275,55 +295,63 @@ func TestPassiveEjectionAndRecovery(t *testing.T) {
 	s := newSim(t, 7, 12*time.Millisecond, 1, "bad", "good")
 	failing := true
 	s.fails = func(addr string) bool { return failing && addr == "bad" }
-	// 12 s at one call every 12 ms: 1000 calls.
+	// 12 s at one call every 12 ms: 1000 calls; probes back off to one
+	// every 4 s.
 	if got := s.run(1000)["bad"]; got > 12+2 {
-		t.Errorf("failing endpoint got %d of 1000 calls over 12 probe intervals, want at most one per interval", got)
+		t.Errorf("failing endpoint got %d of 1000 calls over 12 s, want a probe at most every second", got)
 	}
 	failing = false
-	s.run(2 * 84) // two probe intervals
+	s.run(5000 / 12) // the longest probe interval, and then some
 	if got := s.run(1000)["bad"]; got < 300 {
-		t.Errorf("healed endpoint got %d of 1000 calls two probe intervals after it healed, want >= 300", got)
+		t.Errorf("healed endpoint got %d of 1000 calls 5 s after it healed, want >= 300", got)
 	}
 }
 
-// TestFailingEndpointProbedOncePerInterval keeps four calls in flight over
-// three endpoints, one always failing, for 60 probe intervals: the failing
-// endpoint gets about one call per interval (its probe), never a burst of
-// concurrent probes, and is never starved of probes either.
-func TestFailingEndpointProbedOncePerInterval(t *testing.T) {
+// TestFailingEndpointProbesBackOff keeps four calls in flight over three
+// endpoints, one always failing, for 40 s: the failing endpoint gets its
+// probes at intervals that double from the probe interval up to 16 times
+// it (4 s), never a burst of concurrent probes, and it is never starved of
+// probes either.
+func TestFailingEndpointProbesBackOff(t *testing.T) {
 	s := newSim(t, 3, time.Millisecond, 4, "a", "b", "bad")
 	s.fails = func(addr string) bool { return addr == "bad" }
-	interval := int(time.Duration(s.tr.Params().ProbeInterval) / time.Millisecond)
-	total, maxPer := 0, 0
-	for range 60 {
-		got := s.run(interval)["bad"]
-		total += got
-		maxPer = max(maxPer, got)
+	base := time.Duration(s.tr.Params().ProbeInterval)
+	var probes []int64 // clock readings of the calls to bad
+	for range 40000 {
+		if s.run(1)["bad"] == 1 {
+			probes = append(probes, s.clk.now)
+		}
 	}
-	t.Logf("failing endpoint: %d calls of %d over 60 probe intervals, at most %d in one", total, 60*interval, maxPer)
-	if maxPer > 2 || total > 61 {
-		t.Errorf("failing endpoint got %d calls over 60 probe intervals, %d in one; want about one per interval", total, maxPer)
+	t.Logf("failing endpoint: %d calls of 40000 in 40 s", len(probes))
+	// 250ms, 250, 500, 1 s, 2 s, 4 s, then every 4 s: 14 or so.
+	if len(probes) < 10 || len(probes) > 18 {
+		t.Errorf("failing endpoint probed %d times in 40 s, want about 14 (intervals doubling from %v to %v)", len(probes), base, maxProbeBackoff*base)
 	}
-	if total < 30 {
-		t.Errorf("failing endpoint probed %d times over 60 probe intervals; want about once per interval", total)
+	// The first calls are no probes: a new endpoint is tried at once.
+	for k := 3; k < len(probes); k++ {
+		gap := time.Duration(probes[k] - probes[k-1])
+		if gap < base || (k > 8 && gap < maxProbeBackoff*base) {
+			t.Errorf("probe %d came %v after the previous one, want >= %v", k, gap, map[bool]time.Duration{true: maxProbeBackoff * base, false: base}[k > 8])
+		}
 	}
 }
 
 // TestHealedEndpointCarriesShareWithinProbeIntervals: three endpoints
 // under steady load, one ejected by failures for 30 s, then healthy again;
-// two probe intervals later it carries its third of the calls again.
+// one longest probe interval later (4 s) it carries its third of the calls
+// again.
 func TestHealedEndpointCarriesShareWithinProbeIntervals(t *testing.T) {
 	s := newSim(t, 11, time.Millisecond, 4, "a", "b", "c")
 	failing := true
 	s.fails = func(addr string) bool { return failing && addr == "c" }
-	if got := s.run(30000)["c"]; got > 32 {
-		t.Fatalf("failing endpoint got %d calls in 30 probe intervals", got)
+	if got := s.run(30000)["c"]; got > 16 {
+		t.Fatalf("failing endpoint got %d calls in 30 s", got)
 	}
 	failing = false
 	interval := int(time.Duration(s.tr.Params().ProbeInterval) / time.Millisecond)
-	s.run(2 * interval)
+	s.run(maxProbeBackoff * interval)
 	if got := s.run(3000)["c"]; got < 800 {
-		t.Errorf("healed endpoint got %d of 3000 calls two probe intervals after healing, want about 1000", got)
+		t.Errorf("healed endpoint got %d of 3000 calls 4 s after healing, want about 1000", got)
 	}
 }
 
@@ -337,26 +365,28 @@ func TestProbeClaimedOnce(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 	})
 	ready[0].EP.ewma.ObservePenalty(float64(time.Second), 0, tau) // a: penalised, idle
-	ready[1].EP.ewma.Observe(ms, 0, tau)
-	ready[1].EP.inFlight.Store(2) // b: busy, so never due
+	ready[1].EP.ewma.Observe(ms, ms, 0, params)
 	clk.now = 2 * sec
+	busy(ready[1].EP, 2, clk.now) // b: busy, so never due
 	p := tr.Params()
-	if got := tr.cheaper(ready, 0, 1, clk.now, p); got != 1 {
+	if got := tr.choose(ready, 0, 1, clk.now, p); got != 1 {
 		t.Fatal("a probe went out before any pick made the budget for one")
 	}
 	ready[1].EP.picks.Add(minPicksPerProbe)
-	if got := tr.cheaper(ready, 0, 1, clk.now, p); got != 0 {
+	if got := tr.choose(ready, 0, 1, clk.now, p); got != 0 {
 		t.Fatal("endpoint due a probe not chosen")
 	}
-	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 1 {
+	if got := tr.choose(ready, 1, 0, clk.now, p); got != 1 {
 		t.Fatal("a second probe went out at the same instant")
 	}
 	clk.now += sec
-	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 1 {
+	ready[1].EP.pending.Store(0)
+	busy(ready[1].EP, 2, clk.now) // b: busy with fresh calls
+	if got := tr.choose(ready, 1, 0, clk.now, p); got != 1 {
 		t.Fatal("a probe interval later, a probe went out without the picks that pay for it")
 	}
 	ready[1].EP.picks.Add(minPicksPerProbe)
-	if got := tr.cheaper(ready, 1, 0, clk.now, p); got != 0 {
+	if got := tr.choose(ready, 1, 0, clk.now, p); got != 0 {
 		t.Fatal("no probe a probe interval and minPicksPerProbe picks later")
 	}
 }
@@ -364,24 +394,23 @@ func TestProbeClaimedOnce(t *testing.T) {
 func TestPenaltyReplacedByNextResponse(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.Observe(2*ms, sec, tau)
+	e.Observe(2*ms, 2*ms, sec, params)
 	e.ObservePenalty(1000*ms, sec, tau) // a failure: the penalty is a peak
 	if got := e.Estimate(sec, tau); !near(got, 1000*ms) {
 		t.Fatalf("after a failure: %v, want the 1s penalty", time.Duration(got))
 	}
 	e.ObservePenalty(1000*ms, 2*sec, tau) // failing again: still penalised
-	e.ObserveAtLeast(1500*ms, 2*sec, tau) // a timeout raises it further
-	e.ObserveAtLeast(5*ms, 2*sec, tau)    // a low censored sample says nothing
+	e.ObserveBound(1500*ms, 2*sec, tau)   // a timeout raises it further
+	e.ObserveBound(5*ms, 2*sec, tau)      // a low bound says nothing
 	if got := e.Estimate(2*sec, tau); !near(got, 1500*ms) {
 		t.Fatalf("after failures: %v, want 1.5s", time.Duration(got))
 	}
-	e.Observe(3*ms, 3*sec, tau) // a response replaces the penalty
-	if got := e.Estimate(3*sec, tau); !near(got, 3*ms) {
+	e.Observe(3*ms, 3*ms, 2*sec, params) // a response replaces the penalty
+	if got := e.Estimate(2*sec, tau); !near(got, 3*ms) {
 		t.Fatalf("after a response: %v, want 3ms", time.Duration(got))
 	}
-	e.Observe(1*ms, 4*sec, tau) // and later responses blend as usual
-	w := min(math.Exp(-0.1), 1-1.0/ResponseWindow)
-	if got, want := e.Estimate(4*sec, tau), 3*ms*w+1*ms*(1-w); !near(got, want) {
+	e.Observe(1*ms, 1*ms, 2*sec, params) // and later responses blend as usual
+	if got, want := e.Estimate(2*sec, tau), 3*ms*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
 		t.Fatalf("after a second response: %v, want %v", time.Duration(got), time.Duration(want))
 	}
 }
@@ -414,6 +443,21 @@ func TestReadyAfterReconnectResetsEstimate(t *testing.T) {
 	}
 }
 
+// seq returns a Rand that returns words in turn, then zeros.
+func seq(words ...uint64) Rand {
+	return func() uint64 {
+		if len(words) == 0 {
+			return 0
+		}
+		w := words[0]
+		words = words[1:]
+		return w
+	}
+}
+
+// half is a random word that softChoice reads as u = 1/2.
+const half = 1 << 63
+
 func TestChooseP2CPicksCheaper(t *testing.T) {
 	clk := &fakeClock{}
 	tr := newTestTracker(clk, 1)
@@ -422,11 +466,11 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
-	ready[0].EP.ewma.Observe(10*ms, 0, tau) // a: 10ms, idle: cost 10
-	ready[1].EP.ewma.Observe(2*ms, 0, tau)  // b: 2ms, 9 in flight: cost 20
-	ready[1].EP.inFlight.Store(9)
-	ready[2].EP.ewma.Observe(4*ms, 0, tau) // c: 4ms, 1 in flight: cost 8
-	ready[2].EP.inFlight.Store(1)
+	ready[0].EP.ewma.Observe(10*ms, 10*ms, 0, params) // a: 10ms, idle: cost 10
+	ready[1].EP.ewma.Observe(2*ms, 2*ms, 0, params)   // b: 2ms, 9 in flight: cost 20
+	busy(ready[1].EP, 9, 0)
+	ready[2].EP.ewma.Observe(4*ms, 4*ms, 0, params) // c: 4ms, 1 in flight: cost 8
+	busy(ready[2].EP, 1, 0)
 	tests := []struct {
 		i, j uint64 // the draw: i from the low word, j from the high word
 		want string
@@ -438,9 +482,36 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		{1, 1, "c"}, // b vs c
 	}
 	for _, tc := range tests {
-		tr.Rand = func() uint64 { return tc.j<<32 | tc.i }
+		tr.Rand = seq(tc.j<<32|tc.i, half)
 		if got := ready[tr.ChooseP2C(ready, 0, tr.Params(), nil)].EP.Addr; got != tc.want {
 			t.Errorf("draw (%d,%d): chose %s, want %s", tc.i, tc.j, got, tc.want)
+		}
+	}
+}
+
+// TestSoftChoice: the cheaper of two endpoints wins with probability
+// cj⁴/(ci⁴+cj⁴), so equal costs split evenly and large differences all but
+// always go to the cheaper.
+func TestSoftChoice(t *testing.T) {
+	tr := newTestTracker(&fakeClock{}, 17)
+	for _, tc := range []struct{ ci, cj, want float64 }{
+		{1, 1, 0.5},
+		{1, 1.5, 1.5 * 1.5 * 1.5 * 1.5 / (1 + 1.5*1.5*1.5*1.5)},
+		{1, 2, 16.0 / 17},
+		{2, 1, 1.0 / 17},
+		{0, 0, 0.5},
+		{0, 3, 1},
+		{1, 10, 10000.0 / 10001},
+	} {
+		const n = 100000
+		wins := 0
+		for range n {
+			if tr.softChoice(tc.ci, tc.cj) {
+				wins++
+			}
+		}
+		if got := float64(wins) / n; math.Abs(got-tc.want) > 0.005 {
+			t.Errorf("costs %v vs %v: first won %.4f of draws, want %.4f", tc.ci, tc.cj, got, tc.want)
 		}
 	}
 }
@@ -473,7 +544,7 @@ func TestAvoidSet(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
-	ready[2].EP.ewma.Observe(0.001*ms, 0, tau) // c is by far the cheapest
+	ready[2].EP.ewma.Observe(0.001*ms, 0.001*ms, 0, params) // c is by far the cheapest
 	for range 200 {
 		a := new(callinfo.Attempts)
 		a.Add("c")
@@ -481,7 +552,7 @@ func TestAvoidSet(t *testing.T) {
 		if got := ready[i].EP.Addr; got == "c" {
 			t.Fatalf("hedged call went to tried endpoint c")
 		}
-		pickDone(t, tr, &ready[i], a)(balancer.DoneInfo{})
+		pickDone(t, tr, &ready[i], a)(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 		if got := a.Addrs(); len(got) != 2 || got[1] != ready[i].EP.Addr {
 			t.Fatalf("Attempts = %v, want [c %s]", got, ready[i].EP.Addr)
 		}
@@ -508,10 +579,12 @@ func TestPickChildErrorLeavesNoTrace(t *testing.T) {
 	tr := newTestTracker(clk, 1)
 	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{fails: true})})
 	a := new(callinfo.Attempts)
-	if !ready[0].EP.TryAcquire(1) {
-		t.Fatal("TryAcquire on idle endpoint failed")
+	tr.CountTotal = true
+	load, ok := ready[0].EP.TryAcquire(1, 0, false)
+	if !ok || load != 1 {
+		t.Fatalf("TryAcquire on idle endpoint = %d, %v; want 1, true", load, ok)
 	}
-	if _, err := tr.Pick(&ready[0], balancer.PickInfo{Ctx: context.Background()}, 0, a, true); err == nil {
+	if _, err := tr.Pick(&ready[0], balancer.PickInfo{Ctx: context.Background()}, 0, &callinfo.Info{Attempts: a}, load); err == nil {
 		t.Fatal("Pick did not pass the child's error on")
 	}
 	if ready[0].EP.InFlight() != 0 || tr.InFlight() != 0 || ready[0].EP.Picks() != 0 || len(a.Addrs()) != 0 {
@@ -523,14 +596,21 @@ func TestTryAcquire(t *testing.T) {
 	clk := &fakeClock{}
 	tr := newTestTracker(clk, 1)
 	_, ready := tr.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
+	tr.CountTotal = true
 	ep := ready[0].EP
-	for i := range 3 {
-		if !ep.TryAcquire(3) {
-			t.Fatalf("TryAcquire #%d under limit 3 failed", i+1)
+	for i := range 2 {
+		if load, ok := ep.TryAcquire(3, 0, false); !ok || load != int64(i+1) {
+			t.Fatalf("TryAcquire #%d under limit 3 = %d, %v", i+1, load, ok)
 		}
 	}
-	if ep.TryAcquire(3) {
+	if load, ok := ep.TryAcquire(3, 0, true); !ok || load != 3 { // a stream counts too
+		t.Fatalf("TryAcquire of a stream under limit 3 = %d, %v", load, ok)
+	}
+	if _, ok := ep.TryAcquire(3, 0, false); ok {
 		t.Fatal("TryAcquire beyond the limit succeeded")
+	}
+	if _, ok := ep.TryAcquire(3, 0, true); ok {
+		t.Fatal("TryAcquire of a stream beyond the limit succeeded")
 	}
 	if ep.InFlight() != 3 || tr.InFlight() != 3 {
 		t.Fatalf("in flight %d, total %d; want 3, 3", ep.InFlight(), tr.InFlight())
@@ -552,7 +632,7 @@ func TestSyncKeepsCountersAndDropsLeavers(t *testing.T) {
 	b := ready[0].EP
 	done := pickDone(t, tr, &ready[0], nil)
 	clk.now += int64(5 * time.Millisecond)
-	done(balancer.DoneInfo{})
+	done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	// A picker rebuild keeps b's counters; a leaves, c arrives.
 	all, _ = tr.Sync([]endpointsharding.ChildState{
 		child("b", connectivity.TransientFailure, &fakePicker{}),
@@ -575,8 +655,8 @@ func TestSyncKeepsCountersAndDropsLeavers(t *testing.T) {
 	if got[0].State != connectivity.TransientFailure || got[0].Picks != 1 || got[0].InFlight != 0 || got[0].Latency <= 0 {
 		t.Fatalf("b = %+v", got[0])
 	}
-	if got[1].State != connectivity.Ready || got[1].Picks != 0 || got[1].Latency != DefaultRTT {
-		t.Fatalf("c = %+v, want a fresh endpoint at the default RTT", got[1])
+	if got[1].State != connectivity.Ready || got[1].Picks != 0 || got[1].Latency != 0 {
+		t.Fatalf("c = %+v, want a fresh endpoint, no latency before its first response", got[1])
 	}
 }
 
@@ -617,8 +697,8 @@ func TestPickAllocs(t *testing.T) {
 	for name, err := range map[string]error{"success": nil, "UNAVAILABLE": errUnavailable} {
 		allocs := testing.AllocsPerRun(1000, func() {
 			i := tr.ChooseP2C(ready, clk.now, tr.Params(), nil)
-			res, _ := tr.Pick(&ready[i], info, clk.now, nil, false)
-			res.Done(balancer.DoneInfo{Err: err})
+			res, _ := tr.Pick(&ready[i], info, clk.now, &callinfo.Info{}, 0)
+			res.Done(balancer.DoneInfo{Err: err, BytesSent: true})
 		})
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per pick and Done, want 0", name, allocs)
@@ -636,8 +716,8 @@ func (pfPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 func TestEWMAPriorSurvivesCensoredSamples(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.ObserveAtLeast(50*ms, sec, tau) // at least 50ms: raises, but measures nothing
-	e.Observe(2*ms, sec, tau)         // so the first real sample still replaces it
+	e.ObserveBound(50*ms, sec, tau)     // at least 50ms: evidence, but no measurement
+	e.Observe(2*ms, 2*ms, sec, params) // so the first response still replaces it
 	if got := e.Estimate(sec, tau); !near(got, 2*ms) {
 		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
 	}
@@ -651,8 +731,8 @@ func TestUnsampledEndpointIsProbedOneCallAtATime(t *testing.T) {
 		child("new", connectivity.Ready, &fakePicker{}),
 	})
 	old, nw := &ready[1], &ready[0] // sorted by address: "new" < "old"
-	old.EP.ewma.Observe(1*ms, 0, tau)
-	old.EP.inFlight.Store(3) // old costs 1ms × 4 = 4ms
+	old.EP.ewma.Observe(1*ms, 1*ms, 0, params)
+	busy(old.EP, 3, 0) // old costs 1ms × 4 = 4ms
 	// Idle and never measured: free, so it gets the next call at once.
 	if got := tr.ChooseP2C(ready, 0, tr.Params(), nil); &ready[got] != nw {
 		t.Fatal("idle new endpoint not probed")
@@ -696,7 +776,7 @@ func TestQuietClientProbesAreBounded(t *testing.T) {
 		count[addr]++
 		done := pickDone(t, s.tr, &s.ready[i], nil)
 		s.clk.now += latency(addr)
-		done(balancer.DoneInfo{})
+		done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 	got := count["slow"]
 	t.Logf("calls per endpoint: %v", count)
@@ -708,8 +788,8 @@ func TestQuietClientProbesAreBounded(t *testing.T) {
 	}
 }
 
-// TestFailureStreak: EjectAfter failures in a row make an endpoint
-// Failing; a cancelled or timed-out call says nothing either way; any
+// TestFailureStreak: EjectAfter failures or timeouts in a row make an
+// endpoint Failing; a cancelled call says nothing either way; any
 // response, an application error included, ends the streak.
 func TestFailureStreak(t *testing.T) {
 	clk := &fakeClock{}
@@ -721,14 +801,15 @@ func TestFailureStreak(t *testing.T) {
 		if c != codes.OK {
 			err = status.Error(c, "")
 		}
-		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: err})
+		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: err, BytesSent: true})
 	}
-	for range EjectAfter - 1 {
+	for range EjectAfter - 2 {
 		end(codes.Unavailable)
 	}
 	end(codes.DeadlineExceeded)
+	end(codes.Canceled)
 	if ep.Failing() {
-		t.Fatalf("Failing after %d failures and a timeout, want %d failures in a row", EjectAfter-1, EjectAfter)
+		t.Fatalf("Failing after %d failures, a timeout and a cancel, want %d failures in a row", EjectAfter-2, EjectAfter)
 	}
 	end(codes.Unavailable)
 	if !ep.Failing() {

@@ -6,13 +6,12 @@ import "github.com/lbclient/lbclient/runtime/internal/callinfo"
 // collects without allocating.
 const maxStackCandidates = 64
 
-// ChooseP2C returns the index in ready of the cheaper of two distinct
-// endpoints drawn at random (power of two choices, Mitzenmacher 2001), the
-// cost being Endpoint.Cost under p, except that an endpoint due a probe
-// wins over one that is not (see cheaper). When a is non-nil (a hedged
-// call), endpoints that a names are left out whenever an untried one
-// exists. ready must not be empty. One random draw; no allocation for up to
-// 64 untried endpoints.
+// ChooseP2C returns the index in ready of the endpoint that takes a call:
+// of two distinct endpoints drawn at random (power of two choices,
+// Mitzenmacher 2001), the one cheaper on Endpoint.Cost under p, by the
+// rules of choose. When a is non-nil (a hedged call), endpoints that a
+// names are left out whenever an untried one exists. ready must not be
+// empty. No allocation for up to 64 untried endpoints.
 func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Attempts) int {
 	if a != nil {
 		if i, ok := t.chooseUntried(ready, now, p, a); ok {
@@ -24,54 +23,91 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 		return 0
 	}
 	i, j := t.pair(n)
-	return t.cheaper(ready, i, j, now, p)
+	return t.choose(ready, i, j, now, p)
 }
 
-// cheaper returns whichever of ready[i] and ready[j] should take the call.
+// choose returns whichever of ready[i] and ready[j] should take the call.
+// In order:
 //
-// Probing: an endpoint with nothing in flight that has not been picked for
-// p.ProbeInterval is due a probe, and is preferred to one that is not, as
-// an endpoint never measured is preferred while idle. Without it an
-// endpoint whose estimate is high (a failure penalty, a latency peak) gets
-// no call until the estimate decays below its peers' (about tau × ln of
-// the ratio: a minute), and with no calls there is no sample to show it
-// recovered. Busy endpoints are never due, so the probe goes out only to
-// those P2C was avoiding, one per interval: claimProbe makes concurrent
-// picks that drew the same due endpoint agree on a single probe (the
-// others take the other endpoint drawn). Two endpoints alike in this
-// respect compare on cost, so among idle endpoints of a quiet client the
-// faster still wins.
-//
-// A quiet client (a few calls per probe interval) would find some avoided
-// endpoint due at nearly every pick, and send it a large share of its
-// calls as probes. So probes also spend a budget counted in picks: at most
-// one in minPicksPerProbe; while it is spent, due endpoints compare on
-// cost like any other.
-func (t *Tracker) cheaper(ready []Child, i, j int, now int64, p *Params) int {
+//  1. Probing. An endpoint with nothing in flight that has not been picked
+//     for p.ProbeInterval is due a probe, and wins over one that is not.
+//     Without it an endpoint whose estimate is high (a failure penalty, a
+//     latency peak, an ejection) gets no call until the estimate decays
+//     below its peers' (about tau × ln of the ratio: a minute), and with
+//     no calls there is no sample to show it recovered. Busy endpoints are
+//     never due, so the probe goes out only to those being avoided, one
+//     per interval: claimProbe makes concurrent picks that drew the same
+//     due endpoint agree on a single probe (the others take the other
+//     endpoint drawn). A quiet client (a few calls per probe interval)
+//     would find some avoided endpoint due at nearly every pick, and send
+//     it a large share of its calls as probes; so probes also spend a
+//     budget counted in picks, at most one in minPicksPerProbe, and while
+//     it is spent due endpoints compare like any other.
+//  2. Ejection. An endpoint that failed EjectAfter calls in a row
+//     (Failing) loses to one that did not, as Envoy's outlier detection
+//     ejects it; being due a probe is how it gets a call.
+//  3. Cost, softly. The cheaper endpoint wins with probability
+//     cⱼ⁴ / (cᵢ⁴ + cⱼ⁴) (see softChoice): equal costs split evenly,
+//     so that identical backends share a serial caller's calls instead of
+//     the one whose estimate happens to be lowest taking all of them,
+//     while a real difference still decides (2× costlier: 6% of the
+//     draws; 10×: 0.01%).
+func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params) int {
 	ei, ej := ready[i].EP, ready[j].EP
 	di, dj := ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
-	var mark uint64
 	if di != dj {
 		// Being due would decide: a probe, if the budget allows one.
-		var ok bool
-		if mark, ok = t.probeBudget(ready); !ok {
-			di, dj = false, false
+		if mark, ok := t.probeBudget(ready); ok {
+			if dj {
+				i, j, ei = j, i, ej
+			}
+			if ei.claimProbe(now, p.ProbeInterval) && t.spendProbe(mark, ready) {
+				return i
+			}
+			return j // another pick sent the probe, or spent the budget
 		}
+		di, dj = false, false
 	}
-	if dj && !di || di == dj && ej.Cost(now, p.Tau) < ei.Cost(now, p.Tau) {
-		i, j, di, dj, ei = j, i, dj, di, ej
-	}
-	if di {
-		if !ei.claimProbe(now, p.ProbeInterval) {
-			return j // another pick sent the probe
+	if fi, fj := ei.Failing(), ej.Failing(); fi != fj {
+		if fi {
+			return j
 		}
-		// Only a probe proper, one that wins by being due, spends the
-		// budget; between two due endpoints cost decided.
-		if !dj && !t.spendProbe(mark, ready) {
-			return j // a concurrent pick spent the budget
-		}
+		return i
 	}
-	return i
+	w, l := i, j
+	if !t.softChoice(ei.Cost(now, p.Tau), ej.Cost(now, p.Tau)) {
+		w, l = j, i
+	}
+	if di && !ready[w].EP.claimProbe(now, p.ProbeInterval) {
+		// Both were due: cost decided, and the winner's probe went out
+		// with a concurrent pick.
+		return l
+	}
+	return w
+}
+
+// softChoice reports whether the endpoint of cost ci should win over the
+// one of cost cj: with probability cj⁴ / (ci⁴ + cj⁴).
+//
+// Why not the cheaper one always: costs are estimates, and the estimates
+// of identical backends differ by noise (a descheduled goroutine, a GC
+// pause, a peak). A strict comparison lets that noise decide every pick:
+// with one serial caller nothing is in flight, cost is the estimate alone,
+// and the endpoint whose estimate is lowest took every draw it was in —
+// three identical backends got 1, 120 and 180 of 300 calls. Weighing by
+// a steep power of the ratio keeps near-equal endpoints near-equal in
+// share and leaves the decision to differences well outside the noise.
+// The fourth power is the lowest that keeps a 10× slower backend, whose
+// cost falls to about 5× a busy fast one's under load, below 0.5% of the
+// calls it is drawn for.
+func (t *Tracker) softChoice(ci, cj float64) bool {
+	a, b := ci*ci, cj*cj
+	a, b = a*a, b*b
+	if a+b == 0 {
+		return t.Rand()&1 == 0
+	}
+	u := float64(t.Rand()>>11) / (1 << 53) // uniform in [0, 1)
+	return u*(a+b) < b
 }
 
 // minPicksPerProbe bounds probes to one pick in 20: 5% of a quiet client's
@@ -134,7 +170,7 @@ func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo
 		return cand[0], true
 	}
 	x, y := t.pair(len(cand))
-	return t.cheaper(ready, cand[x], cand[y], now, p), true
+	return t.choose(ready, cand[x], cand[y], now, p), true
 }
 
 // AnyUntried reports whether some endpoint in children is ready and not

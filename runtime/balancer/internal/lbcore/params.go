@@ -34,7 +34,7 @@ const (
 	// A backend that fails fast would otherwise look like the fastest one
 	// and attract all traffic. 1 s is two orders of magnitude above typical
 	// RPC latencies, so after a failure the endpoint loses its place to any
-	// healthy peer; it is probed once per DefaultProbeInterval, and the
+	// healthy peer; it is probed (see DefaultProbeInterval), and the
 	// first success replaces the penalty (it is not blended with it), so a
 	// backend that recovered is back at once. Set it well above the
 	// service's normal latency.
@@ -47,15 +47,19 @@ const (
 	// after a failure (an estimate of the 1 s penalty against ~1 ms peers)
 	// that is tau × ln(1000) ≈ 70 s of no traffic, though the backend may
 	// have recovered a second later. Probing bounds that wait to about one
-	// interval. 1 s keeps a backend that still fails at one failed call per
-	// second, negligible beside the traffic of a busy client, and close to
-	// the reconnect backoff's 1 s base (gRPC's connection backoff), so a
-	// backend that recovers is back about as fast as one that restarts. A
-	// quiet client, with few calls per interval, would send a large share
-	// of them as probes; a probe budget of one pick in minPicksPerProbe
-	// bounds that share, and such a client re-measures an avoided endpoint
-	// every minPicksPerProbe calls instead.
-	DefaultProbeInterval = time.Second
+	// interval, and the probe's response replaces the stale estimate (see
+	// EWMA). 250 ms brings back a backend that was slow only for its first
+	// few calls (a cold start: JIT, caches, pools) within a second or two
+	// even for a serial caller, whose probes are its only way to learn that
+	// the backend is fast now, at four calls a second to a backend that is
+	// really slow. An endpoint that keeps failing or timing out is probed
+	// less and less often, down to one probe every 4 s (see
+	// Endpoint.probeInterval), because a probe of a hung backend costs a
+	// caller its whole deadline. A quiet client, with few calls per
+	// interval, would send a large share of them as probes; a probe budget
+	// of one pick in minPicksPerProbe bounds that share, and such a client
+	// re-measures an avoided endpoint every minPicksPerProbe calls instead.
+	DefaultProbeInterval = 250 * time.Millisecond
 
 	// ResponseWindow bounds the EWMA's memory in responses: a sample below
 	// the estimate weighs at least 1/ResponseWindow, however little time
@@ -104,9 +108,11 @@ const (
 // endpoint: UNAVAILABLE is what gRPC reports when the backend cannot be
 // reached, resets the connection, is draining, or sheds load — a fault of
 // the endpoint, not of the request. DEADLINE_EXCEEDED and CANCELLED are not
-// failures by default (the deadline and the cancellation are the client's
-// choice, e.g. a hedge cancelling its losing attempt); their duration is
-// still recorded as a lower bound of the latency. INTERNAL, UNKNOWN and the
+// failure codes by default: they take no failure penalty, since the
+// deadline and the cancellation are the client's choice. They still count
+// (see Endpoint.finish): their duration is a lower bound of the latency,
+// and a timeout counts towards ejection, as a cancelled hedged attempt
+// that a later attempt overtook does. INTERNAL, UNKNOWN and the
 // application codes describe the request, and a backend that answers them
 // fast is healthy. Add codes through the config's failureCodes.
 var DefaultFailureCodes = []codes.Code{codes.Unavailable}
@@ -147,7 +153,8 @@ type LatencyConfig struct {
 	// Default 1s; bounds (0, 1h].
 	FailurePenalty Duration `json:"failurePenalty,omitempty"`
 	// ProbeInterval is how long an idle endpoint may go without a pick
-	// before it gets a probe call whatever its estimate. Default 1s; bounds
+	// before it gets a probe call whatever its estimate, doubled for each
+	// failure in a row after the first, up to 16×. Default 250ms; bounds
 	// [10ms, 1h].
 	ProbeInterval Duration `json:"probeInterval,omitempty"`
 	// FailureCodes lists the canonical status code names that count as

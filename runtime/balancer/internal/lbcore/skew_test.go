@@ -46,13 +46,13 @@ func closedLoop(t *testing.T, s *sim, n, workers int, latency func(addr string) 
 	for range n - workers {
 		c := heap.Pop(&q).(completion)
 		s.clk.now = c.end
-		c.done(balancer.DoneInfo{})
+		c.done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 		start()
 	}
 	for q.Len() > 0 {
 		c := heap.Pop(&q).(completion)
 		s.clk.now = c.end
-		c.done(balancer.DoneInfo{})
+		c.done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
 	return count
 }
@@ -108,16 +108,16 @@ func TestEWMAForgetsPeakAfterFewResponses(t *testing.T) {
 	step := int64(250 * time.Microsecond)
 	for range 100 {
 		now += step
-		e.Observe(1*ms, now, tau)
+		e.Observe(1*ms, 1*ms, now, params)
 	}
 	now += step
-	e.Observe(10*ms, now, tau) // a stall: the peak is taken at once
+	e.Observe(10*ms, 10*ms, now, params) // a stall: the peak is taken at once
 	if got := e.Estimate(now, tau); !near(got, 10*ms) {
 		t.Fatalf("after the peak: %v, want 10ms", time.Duration(got))
 	}
 	for range 40 { // 10 ms of fast responses
 		now += step
-		e.Observe(1*ms, now, tau)
+		e.Observe(1*ms, 1*ms, now, params)
 	}
 	if got := e.Estimate(now, tau); got > 1.1*ms {
 		t.Errorf("40 responses of 1ms after a 10ms peak: estimate %v, want < 1.1ms", time.Duration(got))
@@ -131,10 +131,10 @@ func TestEWMASlowEndpointNotHiddenByFewFastResponses(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
 	now := int64(0)
-	e.Observe(10*ms, now, tau)
+	e.Observe(10*ms, 10*ms, now, params)
 	for range 2 {
 		now += int64(time.Millisecond)
-		e.Observe(1*ms, now, tau)
+		e.Observe(1*ms, 1*ms, now, params)
 	}
 	if got := e.Estimate(now, tau); got < 7*ms {
 		t.Errorf("10ms endpoint after two 1ms responses: %v, want >= 7ms", time.Duration(got))
@@ -146,7 +146,7 @@ func TestEWMASlowEndpointNotHiddenByFewFastResponses(t *testing.T) {
 		if i%4 == 0 {
 			rtt = 10 * ms
 		}
-		e.Observe(rtt, now, tau)
+		e.Observe(rtt, rtt, now, params)
 		lo = min(lo, e.Estimate(now, tau))
 	}
 	if lo < 6*ms {

@@ -44,8 +44,13 @@ type Endpoint struct {
 	// records it.
 	Addr string
 
-	t        *Tracker
-	inFlight atomic.Int64
+	t *Tracker
+	// pending packs the unary calls in flight (its low pendingBits bits)
+	// and the sum of their start times in units of 2^ageShift ns (its high
+	// bits, modulo their size), so that one atomic add accounts a call and
+	// Cost reads a consistent pair (see pendingAge).
+	pending  atomic.Uint64
+	streams  atomic.Int64 // streams in flight
 	picks    atomic.Uint64
 	failures atomic.Uint64
 	streak   atomic.Int64 // failures in a row; a response ends the streak
@@ -59,87 +64,195 @@ type Endpoint struct {
 	shown connectivity.State
 }
 
-// InFlight returns the number of calls under way on e.
-func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
+const (
+	// pendingBits is the width of the count in Endpoint.pending: up to
+	// 16M unary calls in flight on one endpoint.
+	pendingBits = 24
+	pendingMask = 1<<pendingBits - 1
+	// ageShift sets the unit of the start times summed in pending: 4 µs.
+	// The 40 bits left hold their sum modulo 2^40, and the total age of
+	// the calls in flight, the only figure read from it, is exact while
+	// below 2^40 units: 50 days.
+	ageShift = 12
+	sumMask  = 1<<(64-pendingBits) - 1
+)
+
+// pendingDelta is what one unary call started at start adds to pending.
+func pendingDelta(start int64) uint64 { return uint64(start)>>ageShift<<pendingBits | 1 }
+
+// pendingAge returns the mean age (ns) at now of the n unary calls that
+// pending word w counts; n > 0.
+func pendingAge(w, n uint64, now int64) float64 {
+	total := (n*(uint64(now)>>ageShift) - w>>pendingBits) & sumMask
+	return float64(total) / float64(n) * (1 << ageShift)
+}
+
+// InFlight returns the number of calls under way on e, streams included.
+func (e *Endpoint) InFlight() int64 {
+	return int64(e.pending.Load()&pendingMask) + e.streams.Load()
+}
 
 // Picks returns the number of calls picked for e.
 func (e *Endpoint) Picks() uint64 { return e.picks.Load() }
 
-// Failures returns the number of calls on e that ended in a failure code.
+// Failures returns the number of calls on e that ended in a failure code
+// or ran out of time.
 func (e *Endpoint) Failures() uint64 { return e.failures.Load() }
 
-// Estimate returns e's latency estimate (ns) as of now, decayed with tau
-// (ns) and floored (see minEstimate).
+// Estimate returns e's latency estimate (ns, per call in flight) as of
+// now, decayed with tau (ns) and floored (see minEstimate).
 func (e *Endpoint) Estimate(now int64, tau float64) float64 {
 	return max(e.ewma.Estimate(now, tau), minEstimate)
 }
 
-// Cost is the peak-EWMA cost: estimate × (in-flight + 1). An endpoint
-// that has not answered yet costs its prior (the default RTT) × in-flight:
-// nothing while idle, so every new endpoint is probed at once whatever its
-// peers' latency, and a default RTT per call as soon as a probe is out, so
-// it is not flooded before its first response says what it is worth.
+// Cost is what a call sent to e now is expected to wait, in ns:
+//
+//	cost = estimate × (in flight + 1), at least the mean age of e's unary
+//	calls in flight.
+//
+// The estimate is load-normalised: each response's latency is divided by
+// the calls that were in flight on the endpoint when it was picked, itself
+// included. A latency measured at a load of m calls already holds whatever
+// queueing those m calls caused, and multiplying it again by the load, as
+// linkerd2-proxy's and Finagle's peak-EWMA do, counts that load twice: a
+// fast endpoint with a few calls in flight then looks dearer than an idle
+// one ten times slower (so with 16 callers over four backends, one of them
+// 10× slower, the slow one won a P2C round against a busy fast one often
+// enough to take 1% of calls and set the p99). By Little's law the
+// normalised latency is the time per call of the endpoint's throughput,
+// and cost predicts the next call's latency both for a server that shares
+// a fixed capacity between its calls (latency grows with load) and for one
+// that does not (latency flat; cost then stays near that latency at the
+// load the endpoint usually carries).
+//
+// Calls in flight that do not come back are evidence too: a hung endpoint
+// answers nothing, so its estimate would stay where its last response left
+// it while calls pile up on it. Its cost is therefore at least the mean
+// age of its unary calls in flight, which grows with the hang (a
+// stream's age is the caller's choice and is left out).
+//
+// An endpoint never measured costs its prior (the default RTT) × in
+// flight: nothing while idle, so every new endpoint is probed at once
+// whatever its peers' latency, and a default RTT per call once a probe is
+// out, so it is not flooded before its first answer says what it is worth.
 func (e *Endpoint) Cost(now int64, tau float64) float64 {
-	n := float64(e.inFlight.Load())
-	if !e.ewma.Sampled() {
-		return e.ewma.Estimate(now, tau) * n
+	w := e.pending.Load()
+	n := w & pendingMask
+	load := float64(n) + float64(e.streams.Load())
+	var c float64
+	if e.ewma.Sampled() {
+		c = e.Estimate(now, tau) * (load + 1)
+	} else {
+		c = e.ewma.Estimate(now, tau) * load
 	}
-	return e.Estimate(now, tau) * (n + 1)
+	if n > 0 {
+		c = max(c, pendingAge(w, n, now))
+	}
+	return c
 }
 
 // due reports whether e is due a probe: nothing in flight and no pick for
-// interval ns.
-func (e *Endpoint) due(now int64, interval float64) bool {
-	return e.inFlight.Load() == 0 && float64(now-e.lastPick.Load()) >= interval
+// its probe interval (see probeInterval) on base ns.
+func (e *Endpoint) due(now int64, base float64) bool {
+	return e.InFlight() == 0 && float64(now-e.lastPick.Load()) >= e.probeInterval(base)
 }
 
 // claimProbe marks e picked at now if it is still due a probe, and reports
 // whether it did, so that of concurrent picks that all found e due, one
 // sends the probe.
-func (e *Endpoint) claimProbe(now int64, interval float64) bool {
+func (e *Endpoint) claimProbe(now int64, base float64) bool {
 	last := e.lastPick.Load()
-	return float64(now-last) >= interval && e.lastPick.CompareAndSwap(last, now)
+	return float64(now-last) >= e.probeInterval(base) && e.lastPick.CompareAndSwap(last, now)
+}
+
+// maxProbeBackoff caps the lengthening of probe intervals: 16 × the
+// probe interval, 4 s with the default.
+const maxProbeBackoff = 16
+
+// probeInterval is how long e may go without a pick before it is due a
+// probe: base, doubled for each failure in a row after the first, up to
+// maxProbeBackoff × base. An endpoint that answers, however slowly (a
+// cold start), is probed every base interval, so it is back within a few
+// of them once it is fast; one that keeps failing or timing out is probed
+// less and less often, as Envoy lengthens each ejection of the same host,
+// because every probe of a hung backend costs its caller a whole deadline.
+func (e *Endpoint) probeInterval(base float64) float64 {
+	k := min(max(e.streak.Load()-1, 0), 4) // 2^4 = maxProbeBackoff
+	return base * float64(int64(1)<<k)
 }
 
 // EjectAfter is how many failures in a row (calls ending in a failure
-// code, UNAVAILABLE by default, with no response between them) eject an
-// endpoint from key routing: CONSISTENT_HASH then sends its keys to their
-// next endpoint on the ring, as it does while the endpoint is in
-// TRANSIENT_FAILURE, except for one probe per probe interval, until a
-// response ends the streak. Five is the default of Envoy's outlier
-// detection (consecutive_5xx): one or two failures are an incident, not a
-// broken backend, and do not move keys that a cache may be warm for.
+// code, UNAVAILABLE by default, or running out of time, or overtaken by a
+// later hedged attempt, with no answer between them) eject an endpoint:
+// pickers then pass it by, except for one probe per probe interval, until
+// an answer ends the streak. Under CONSISTENT_HASH its keys go to their
+// next endpoint on the ring meanwhile, as while it is not READY. Five is
+// the default of Envoy's outlier detection (consecutive_5xx and
+// consecutive_local_origin_failure, which counts timeouts): one or two
+// failures are an incident, not a broken backend, and do not move keys
+// that a cache may be warm for.
 const EjectAfter = 5
 
 // Failing reports whether e has failed EjectAfter calls in a row.
 func (e *Endpoint) Failing() bool { return e.streak.Load() >= EjectAfter }
 
-// Ejected reports whether a keyed call should pass e by: e is Failing and
-// not due a probe. It claims the probe when one is due, so of the calls
-// that find e failing, one per interval goes to it.
+// Ejected reports whether a call should pass e by: e is Failing and not
+// due a probe. It claims the probe when one is due, so of the calls that
+// find e failing, one per interval goes to it.
 func (e *Endpoint) Ejected(now int64, interval float64) bool {
 	return e.Failing() && !e.claimProbe(now, interval)
 }
 
-// TryAcquire counts one more call in flight on e if e has fewer than limit
-// in flight, atomically with the check, and reports whether it did. A
-// successful TryAcquire must be followed by Tracker.Pick with acquired set.
-func (e *Endpoint) TryAcquire(limit int64) bool {
-	for {
-		n := e.inFlight.Load()
-		if n >= limit {
-			return false
+// TryAcquire counts one more call in flight on e, started at now, if e has
+// fewer than limit in flight, atomically with the check, and returns the
+// calls in flight with it and whether it did. A successful TryAcquire must
+// be followed by Tracker.Pick with acquired set.
+func (e *Endpoint) TryAcquire(limit, now int64, stream bool) (int64, bool) {
+	if stream {
+		for {
+			s := e.streams.Load()
+			n := s + int64(e.pending.Load()&pendingMask)
+			if n >= limit {
+				return n, false
+			}
+			if e.streams.CompareAndSwap(s, s+1) {
+				e.t.addTotal(1)
+				return n + 1, true
+			}
 		}
-		if e.inFlight.CompareAndSwap(n, n+1) {
-			e.t.total.Add(1)
-			return true
+	}
+	d := pendingDelta(now)
+	for {
+		w := e.pending.Load()
+		n := int64(w&pendingMask) + e.streams.Load()
+		if n >= limit {
+			return n, false
+		}
+		if e.pending.CompareAndSwap(w, w+d) {
+			e.t.addTotal(1)
+			return n + 1, true
 		}
 	}
 }
 
-func (e *Endpoint) release() {
-	e.inFlight.Add(-1)
-	e.t.total.Add(-1)
+// acquire counts a call started at now in flight on e and returns the
+// calls in flight with it.
+func (e *Endpoint) acquire(now int64, stream bool) int64 {
+	e.t.addTotal(1)
+	if stream {
+		return e.streams.Add(1) + int64(e.pending.Load()&pendingMask)
+	}
+	return int64(e.pending.Add(pendingDelta(now))&pendingMask) + e.streams.Load()
+}
+
+// release ends the count of a call started at start.
+func (e *Endpoint) release(start int64, stream bool) {
+	e.t.addTotal(-1)
+	if stream {
+		e.streams.Add(-1)
+		return
+	}
+	e.pending.Add(-pendingDelta(start))
 }
 
 // Child is an endpoint as a picker snapshot sees it.
@@ -162,8 +275,13 @@ type Tracker struct {
 	Now  Clock
 	Rand Rand
 
+	// CountTotal makes the Tracker count the calls in flight over all
+	// endpoints (InFlight), which a bounded-load picker needs. Set it
+	// before the first pick: the count is a counter every pick writes.
+	CountTotal bool
+
 	params atomic.Pointer[Params]
-	total  atomic.Int64 // in flight over all endpoints
+	total  atomic.Int64 // in flight over all endpoints, when CountTotal
 	// probeMark is the endpoints' pick count when the latest probe spent
 	// the probe budget (see cheaper).
 	probeMark atomic.Uint64
@@ -185,8 +303,15 @@ func (t *Tracker) SetParams(p *Params) { t.params.Store(p) }
 // Params returns the params in force.
 func (t *Tracker) Params() *Params { return t.params.Load() }
 
-// InFlight returns the number of calls in flight over all endpoints.
+// InFlight returns the number of calls in flight over all endpoints;
+// CountTotal must be set.
 func (t *Tracker) InFlight() int64 { return t.total.Load() }
+
+func (t *Tracker) addTotal(d int64) {
+	if t.CountTotal {
+		t.total.Add(d)
+	}
+}
 
 // Sync reconciles the Tracker with endpointsharding's children: it creates
 // Endpoints for new addresses (with the default RTT as their estimate),
@@ -224,8 +349,10 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			// out until a probe. Start over as a new endpoint: one call
 			// at a time until the first response, which then replaces
 			// the prior. A backend that accepts connections but still
-			// fails is penalised again by that first call.
+			// fails is penalised again by that first call, and ejected
+			// again after EjectAfter of them.
 			ep.ewma.Init(p.DefaultRTT, now)
+			ep.streak.Store(0)
 		}
 		ep.state = st
 		all = append(all, Child{
@@ -263,18 +390,16 @@ func (t *Tracker) Published() {
 
 // Endpoints implements lbstats.Source.
 func (t *Tracker) Endpoints() []lbstats.Endpoint {
-	now := t.Now()
-	tau := t.params.Load().Tau
 	t.mu.Lock()
 	out := make([]lbstats.Endpoint, 0, len(t.eps))
 	for _, ep := range t.eps {
 		out = append(out, lbstats.Endpoint{
 			Addr:     ep.Addr,
 			State:    ep.shown,
-			InFlight: ep.inFlight.Load(),
+			InFlight: ep.InFlight(),
 			Picks:    ep.picks.Load(),
 			Failures: ep.failures.Load(),
-			Latency:  time.Duration(ep.ewma.Estimate(now, tau)),
+			Latency:  time.Duration(ep.ewma.Mean()),
 		})
 	}
 	t.mu.Unlock()
@@ -283,29 +408,29 @@ func (t *Tracker) Endpoints() []lbstats.Endpoint {
 }
 
 // Pick asks c's child picker for a SubConn and, when it gives one, counts
-// the call against c.EP, records it in a (when non-nil), and chains a Done
-// that accounts the call's outcome. acquired says the caller already
-// counted the call in flight with TryAcquire. Allocation-free.
-func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, a *callinfo.Attempts, acquired bool) (balancer.PickResult, error) {
+// the call against c.EP, records it in ci's Attempts (when non-nil), and
+// chains a Done that accounts the call's outcome. load is 0, or, when the
+// caller already counted the call in flight with TryAcquire, the count
+// TryAcquire returned. Allocation-free.
+func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, ci *callinfo.Info, load int64) (balancer.PickResult, error) {
 	res, err := c.Picker.Pick(info)
+	ep := c.EP
 	if err != nil {
-		if acquired {
-			c.EP.release()
+		if load > 0 {
+			ep.release(now, ci.Stream)
 		}
 		return res, err
 	}
-	ep := c.EP
-	if !acquired {
-		ep.inFlight.Add(1)
-		t.total.Add(1)
+	if load == 0 {
+		load = ep.acquire(now, ci.Stream)
 	}
 	ep.picks.Add(1)
 	ep.lastPick.Store(now)
-	if a != nil {
-		a.Add(ep.Addr)
-	}
 	cl := callPool.Get().(*call)
-	cl.ep, cl.start, cl.childDone = ep, now, res.Done
+	cl.ep, cl.start, cl.load, cl.stream, cl.childDone = ep, now, load, ci.Stream, res.Done
+	if a := ci.Attempts; a != nil {
+		cl.attempts, cl.ordinal = a, a.Add(ep.Addr)
+	}
 	res.Done = cl.done
 	return res, nil
 }
@@ -316,6 +441,10 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, a *callinfo.
 type call struct {
 	ep        *Endpoint
 	start     int64
+	load      int64 // calls in flight on ep when picked, this one included
+	stream    bool
+	attempts  *callinfo.Attempts // of a hedged call
+	ordinal   int                // this attempt's, in attempts
 	childDone func(balancer.DoneInfo)
 	done      func(balancer.DoneInfo)
 }
@@ -332,47 +461,104 @@ func init() {
 }
 
 func (c *call) finish(info balancer.DoneInfo) {
-	ep, start, childDone := c.ep, c.start, c.childDone
+	ep, childDone := c.ep, c.childDone
 	if ep == nil {
 		return // grpc-go calls Done once; be safe should that ever change.
 	}
-	c.ep, c.childDone = nil, nil
+	o := outcome{start: c.start, load: c.load, stream: c.stream, attempts: c.attempts, ordinal: c.ordinal}
+	*c = call{done: c.done}
 	callPool.Put(c)
-	ep.finish(info.Err, start)
+	ep.finish(info, o)
 	if childDone != nil {
 		childDone(info)
 	}
 }
 
-// finish accounts a call that started at start and ended with err.
-func (e *Endpoint) finish(err error, start int64) {
+// outcome is what finish needs of a call.
+type outcome struct {
+	start    int64
+	load     int64
+	stream   bool
+	attempts *callinfo.Attempts
+	ordinal  int
+}
+
+// finish accounts a call's end. What each end says of the endpoint:
+//
+//   - a response (OK or an application error): a latency sample, and the
+//     end of any failure streak;
+//   - a failure code (UNAVAILABLE by default): a failure, and the failure
+//     penalty as a sample (see DefaultFailurePenalty);
+//   - DEADLINE_EXCEEDED: a timeout, counted like a failure, its duration a
+//     lower bound of the latency (Envoy counts timeouts as locally
+//     originated failures too);
+//   - CANCELLED: the caller's choice, not the endpoint's fault, and only a
+//     lower bound of the latency — except for a hedged attempt overtaken
+//     by a later attempt that answered first: it had waited longer than a
+//     peer's whole call, which counts towards ejection as a timeout does
+//     (as Envoy counts a hedged request's per-try timeout);
+//   - a pick grpc-go discarded (an empty DoneInfo: the SubConn stopped
+//     being ready before the call went out): nothing; the pick is taken
+//     back.
+//
+// A stream's lifetime and its ending are the caller's business, so for a
+// stream only a failure code counts.
+func (e *Endpoint) finish(info balancer.DoneInfo, o outcome) {
 	t := e.t
 	now := t.Now()
 	p := t.params.Load()
-	e.release()
-	rtt := float64(now - start)
-	if err == nil {
-		e.responded()
-		e.ewma.Observe(rtt, now, p.Tau)
+	e.release(o.start, o.stream)
+	err := info.Err
+	if err == nil && !info.BytesSent && !info.BytesReceived {
+		e.picks.Add(^uint64(0))
 		return
 	}
-	switch code := status.Code(err); {
+	code := status.Code(err)
+	if o.stream {
+		if err != nil && p.Failure(code) {
+			e.fail(p, p.FailurePenalty, now)
+		}
+		return
+	}
+	rtt := float64(now - o.start)
+	x := rtt / float64(max(o.load, 1))
+	switch {
+	case err == nil:
+		e.answered(o, x, rtt, now, p)
 	case p.Failure(code):
+		e.fail(p, max(x, p.FailurePenalty), now)
+	case code == codes.DeadlineExceeded:
 		e.failures.Add(1)
 		e.streak.Add(1)
-		e.ewma.ObservePenalty(max(rtt, p.FailurePenalty), now, p.Tau)
-	case code == codes.Canceled || code == codes.DeadlineExceeded:
-		e.ewma.ObserveAtLeast(rtt, now, p.Tau)
+		e.ewma.ObserveBound(x, now, p.Tau)
+	case code == codes.Canceled:
+		if o.attempts != nil && o.attempts.Overtaken(o.ordinal) {
+			e.streak.Add(1)
+		}
+		e.ewma.ObserveBound(x, now, p.Tau)
 	default:
-		e.responded()
-		e.ewma.Observe(rtt, now, p.Tau)
+		e.answered(o, x, rtt, now, p)
 	}
 }
 
-// responded ends a failure streak. It reads before it writes, so that the
-// common case (no streak) does not write to a line other cores read.
-func (e *Endpoint) responded() {
+// answered accounts a response: sample x (load-normalised) of a call that
+// took rtt.
+func (e *Endpoint) answered(o outcome, x, rtt float64, now int64, p *Params) {
 	if e.streak.Load() != 0 {
+		// Read before writing, so that the common case (no streak) does
+		// not write to a line other cores read.
 		e.streak.Store(0)
 	}
+	e.ewma.Observe(x, rtt, now, p)
+	if o.attempts != nil {
+		o.attempts.Answered(o.ordinal)
+	}
+}
+
+// fail accounts a call that ended in a failure code, with penalty as its
+// sample.
+func (e *Endpoint) fail(p *Params, penalty float64, now int64) {
+	e.failures.Add(1)
+	e.streak.Add(1)
+	e.ewma.ObservePenalty(penalty, now, p.Tau)
 }

@@ -317,7 +317,7 @@ func PickerOver(tb testing.TB, n int, child, childConfig string) balancer.Picker
 				}
 				seen[res.SubConn] = true
 				if res.Done != nil {
-					res.Done(balancer.DoneInfo{})
+					res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 				}
 			}
 			if len(seen) == n {
@@ -342,7 +342,7 @@ func BenchmarkPick(b *testing.B, p balancer.Picker, ctx context.Context) {
 				b.Fatal(err)
 			}
 			if res.Done != nil {
-				res.Done(balancer.DoneInfo{})
+				res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 			}
 		}
 	})
@@ -356,7 +356,7 @@ func BenchmarkPick(b *testing.B, p balancer.Picker, ctx context.Context) {
 					return
 				}
 				if res.Done != nil {
-					res.Done(balancer.DoneInfo{})
+					res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 				}
 			}
 		})
