@@ -716,7 +716,7 @@ func (pfPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 func TestEWMAPriorSurvivesCensoredSamples(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.ObserveBound(50*ms, sec, tau)     // at least 50ms: evidence, but no measurement
+	e.ObserveBound(50*ms, sec, tau)    // at least 50ms: evidence, but no measurement
 	e.Observe(2*ms, 2*ms, sec, params) // so the first response still replaces it
 	if got := e.Estimate(sec, tau); !near(got, 2*ms) {
 		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
