@@ -2,6 +2,7 @@ package consistenthash
 
 import (
 	"math"
+	"slices"
 	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
@@ -41,14 +42,22 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		i := p.t.ChooseP2C(p.ready, now, p.params, a)
 		return p.t.Pick(&p.ready[i], info, now, &ci, 0)
 	}
-	avoid := a != nil && lbcore.AnyUntried(p.all, a)
+	// The endpoints to avoid: those the hedged call tried, while another
+	// READY one exists.
+	var tb [8]string
+	var avoid []string
+	if a != nil {
+		if tried := a.AppendTried(tb[:0]); lbcore.AnyUntried(p.all, tried) {
+			avoid = tried
+		}
+	}
 	start := p.ring.search(hashKey(ci.HashKey))
-	if c, load := p.walk(start, p.limit(), now, &ci, avoid); c != nil {
+	if c, load := p.walk(start, p.limit(), now, ci.Stream, avoid); c != nil {
 		return p.t.Pick(c, info, now, &ci, load)
 	}
 	// Every READY candidate is at the bound: concurrent picks raced past
 	// the snapshot of the total. Take the key's first candidate anyway.
-	return p.t.Pick(p.first(start, a, avoid), info, now, &ci, 0)
+	return p.t.Pick(p.first(start, avoid), info, now, &ci, 0)
 }
 
 // limit is the load bound ceil(c × (in-flight + 1) / N), N being the READY
@@ -61,8 +70,8 @@ func (p *picker) limit() int64 {
 // walk finds the key's endpoint: walking the ring from the key's position,
 // the first endpoint that is READY, not ejected (lbcore.EjectAfter
 // failures or timeouts in a row, and not due a probe), not already tried
-// by the hedged call (when avoid is set) and below the load bound
-// (Mirrokni et al.). walk counts the call in flight on the endpoint it
+// and below the load bound (Mirrokni et al.), and not in avoid (the endpoints a hedged call tried).
+// walk counts the call in flight on the endpoint it
 // returns, and returns that count; it returns nil when no READY endpoint
 // has room.
 //
@@ -77,7 +86,7 @@ func (p *picker) limit() int64 {
 // again passes its keys on to their successors until it is READY, as A42
 // does in TRANSIENT_FAILURE. An IDLE endpoint on the way is asked to
 // connect (once per snapshot), so that it comes back.
-func (p *picker) walk(start int, limit, now int64, ci *callinfo.Info, avoid bool) (*lbcore.Child, int64) {
+func (p *picker) walk(start int, limit, now int64, stream bool, avoid []string) (*lbcore.Child, int64) {
 	n := len(p.ring.owners)
 	prev := int32(-1)
 	for k := range n {
@@ -93,13 +102,13 @@ func (p *picker) walk(start int, limit, now int64, ci *callinfo.Info, avoid bool
 		c := &p.all[o]
 		switch c.State {
 		case connectivity.Ready:
-			if avoid && ci.Attempts.Tried(c.EP.Addr) {
+			if slices.Contains(avoid, c.EP.Addr) {
 				continue
 			}
 			if c.EP.Ejected(now, p.params.ProbeInterval) {
 				continue
 			}
-			if load, ok := c.EP.TryAcquire(limit, now, ci.Stream); ok {
+			if load, ok := c.EP.TryAcquire(limit, now, stream); ok {
 				return c, load
 			}
 		case connectivity.Idle:
@@ -122,7 +131,7 @@ func (p *picker) exitIdle(o int32) {
 // first returns the first READY, not avoided endpoint from start on,
 // preferring one that is not failing; when every one is, calls go to them
 // all the same (ejection fails open).
-func (p *picker) first(start int, a *callinfo.Attempts, avoid bool) *lbcore.Child {
+func (p *picker) first(start int, avoid []string) *lbcore.Child {
 	n := len(p.ring.owners)
 	var failing *lbcore.Child
 	for k := range n {
@@ -131,7 +140,7 @@ func (p *picker) first(start int, a *callinfo.Attempts, avoid bool) *lbcore.Chil
 			i -= n
 		}
 		c := &p.all[p.ring.owners[i]]
-		if c.Ready && !(avoid && a.Tried(c.EP.Addr)) {
+		if c.Ready && !slices.Contains(avoid, c.EP.Addr) {
 			if !c.EP.Failing() {
 				return c
 			}

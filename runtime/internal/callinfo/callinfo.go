@@ -164,6 +164,16 @@ func (a *Attempts) Overtaken(k int) bool {
 	return a.won > k+1
 }
 
+// AppendTried appends the endpoints tried so far, in order, to dst and
+// returns the result: with room for them in dst, a snapshot that a picker
+// can search without allocating or locking again.
+func (a *Attempts) AppendTried(dst []string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	dst = append(dst, a.inline[:min(a.n, maxInline)]...)
+	return append(dst, a.more...)
+}
+
 // Addrs returns the endpoints tried so far, in order.
 func (a *Attempts) Addrs() []string {
 	a.mu.Lock()

@@ -82,9 +82,15 @@ func TestResolvesToEveryBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
+	// Until every backend has had a call: round_robin adds each backend
+	// to its rotation once it is connected, so the first calls may all
+	// go to the first one up. Bounded: 2000 calls.
 	seen := map[string]int{}
 	client := healthpb.NewHealthClient(cc)
-	for range 30 {
+	for range 2000 {
+		if len(seen) == len(addrs) {
+			break
+		}
 		var p peer.Peer
 		if _, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true)); err != nil {
 			t.Fatal(err)

@@ -123,12 +123,17 @@ func (e *EWMA) Observe(x, raw float64, now int64, p *Params) {
 	cur, stamp := e.load()
 	elapsed := float64(max(now-stamp, 0))
 	cur *= decay(elapsed / p.Tau)
-	if x >= cur || e.bound || !e.sampled.Load() {
-		cur = x // the peak, or replacing a bound, a penalty or the prior
+	if e.bound || !e.sampled.Load() {
+		cur = x // replacing a bound, a penalty or the prior
 	} else {
 		// The sample weighs its share of the probe interval, and at
-		// least 1/ResponseWindow (see ResponseWindow).
-		a := max(min(elapsed/p.ProbeInterval, 1), 1.0/ResponseWindow)
+		// least 1/PeakWindow when above the estimate, 1/ResponseWindow
+		// below (see ResponseWindow).
+		w := ResponseWindow
+		if x > cur {
+			w = PeakWindow
+		}
+		a := max(min(elapsed/p.ProbeInterval, 1), 1.0/float64(w))
 		cur += (x - cur) * a
 	}
 	e.bound = false

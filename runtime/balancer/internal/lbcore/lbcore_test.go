@@ -97,20 +97,24 @@ func TestEWMA(t *testing.T) {
 	if got := e.Estimate(now, tau); !near(got, want) {
 		t.Fatalf("after a second low sample: %v, want %v", got, want)
 	}
-	// Above the estimate: the peak is taken at once.
+	// Above the estimate: a same-instant sample weighs 1/PeakWindow, twice
+	// a low one's weight.
+	cur = want
 	e.Observe(50*ms, 50*ms, now, params)
-	if got := e.Estimate(now, tau); !near(got, 50*ms) {
-		t.Fatalf("after a peak: %v, want 50ms", got)
+	want = cur + (50*ms-cur)/PeakWindow
+	if got := e.Estimate(now, tau); !near(got, want) {
+		t.Fatalf("after a slow sample: %v, want %v", got, want)
 	}
 	// Between samples the estimate decays by exp(-elapsed/tau).
-	if got := e.Estimate(now+int64(tau), tau); !near(got, 50*ms*math.Exp(-1)) {
-		t.Fatalf("after tau: %v, want %v", got, 50*ms*math.Exp(-1))
+	if got := e.Estimate(now+int64(tau), tau); !near(got, want*math.Exp(-1)) {
+		t.Fatalf("after tau: %v, want %v", got, want*math.Exp(-1))
 	}
 	// A same-instant sample below the estimate still weighs
 	// 1/ResponseWindow: a response is evidence however close to the
 	// previous one it comes.
+	cur = want
 	e.Observe(1*ms, 1*ms, now, params)
-	if got, want := e.Estimate(now, tau), 50*ms*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
+	if got, want := e.Estimate(now, tau), cur*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
 		t.Fatalf("same-instant low sample: %v, want %v", got, want)
 	}
 	// A probe interval after the last sample the estimate is stale: the
@@ -369,24 +373,24 @@ func TestProbeClaimedOnce(t *testing.T) {
 	clk.now = 2 * sec
 	busy(ready[1].EP, 2, clk.now) // b: busy, so never due
 	p := tr.Params()
-	if got := tr.choose(ready, 0, 1, clk.now, p); got != 1 {
+	if got := tr.choose(ready, 0, 1, clk.now, p, half); got != 1 {
 		t.Fatal("a probe went out before any pick made the budget for one")
 	}
 	ready[1].EP.picks.Add(minPicksPerProbe)
-	if got := tr.choose(ready, 0, 1, clk.now, p); got != 0 {
+	if got := tr.choose(ready, 0, 1, clk.now, p, half); got != 0 {
 		t.Fatal("endpoint due a probe not chosen")
 	}
-	if got := tr.choose(ready, 1, 0, clk.now, p); got != 1 {
+	if got := tr.choose(ready, 1, 0, clk.now, p, half); got != 1 {
 		t.Fatal("a second probe went out at the same instant")
 	}
 	clk.now += sec
 	ready[1].EP.pending.Store(0)
 	busy(ready[1].EP, 2, clk.now) // b: busy with fresh calls
-	if got := tr.choose(ready, 1, 0, clk.now, p); got != 1 {
+	if got := tr.choose(ready, 1, 0, clk.now, p, half); got != 1 {
 		t.Fatal("a probe interval later, a probe went out without the picks that pay for it")
 	}
 	ready[1].EP.picks.Add(minPicksPerProbe)
-	if got := tr.choose(ready, 1, 0, clk.now, p); got != 0 {
+	if got := tr.choose(ready, 1, 0, clk.now, p, half); got != 0 {
 		t.Fatal("no probe a probe interval and minPicksPerProbe picks later")
 	}
 }
@@ -467,9 +471,9 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
 	ready[0].EP.ewma.Observe(10*ms, 10*ms, 0, params) // a: 10ms, idle: cost 10
-	ready[1].EP.ewma.Observe(2*ms, 2*ms, 0, params)   // b: 2ms, 9 in flight: cost 20
-	busy(ready[1].EP, 9, 0)
-	ready[2].EP.ewma.Observe(4*ms, 4*ms, 0, params) // c: 4ms, 1 in flight: cost 8
+	ready[1].EP.ewma.Observe(2*ms, 2*ms, 0, params)   // b: 2ms, 29 in flight: cost 60
+	busy(ready[1].EP, 29, 0)
+	ready[2].EP.ewma.Observe(1*ms, 1*ms, 0, params) // c: 1ms, 1 in flight: cost 2
 	busy(ready[2].EP, 1, 0)
 	tests := []struct {
 		i, j uint64 // the draw: i from the low word, j from the high word
@@ -482,37 +486,65 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		{1, 1, "c"}, // b vs c
 	}
 	for _, tc := range tests {
-		tr.Rand = seq(tc.j<<32|tc.i, half)
+		tr.Rand = seq(tc.j<<32 | tc.i)
 		if got := ready[tr.ChooseP2C(ready, 0, tr.Params(), nil)].EP.Addr; got != tc.want {
 			t.Errorf("draw (%d,%d): chose %s, want %s", tc.i, tc.j, got, tc.want)
 		}
 	}
 }
 
-// TestSoftChoice: the cheaper of two endpoints wins with probability
-// cj⁴/(ci⁴+cj⁴), so equal costs split evenly and large differences all but
-// always go to the cheaper.
+// TestSoftChoice: beyond the noise band, the cheaper of two endpoints
+// wins with probability ρ⁴/(1+ρ⁴), ρ being their ratio over the band.
 func TestSoftChoice(t *testing.T) {
-	tr := newTestTracker(&fakeClock{}, 17)
+	rnd := rand.New(rand.NewPCG(17, 17))
+	p4 := func(x float64) float64 { return x * x * x * x }
 	for _, tc := range []struct{ ci, cj, want float64 }{
-		{1, 1, 0.5},
-		{1, 1.5, 1.5 * 1.5 * 1.5 * 1.5 / (1 + 1.5*1.5*1.5*1.5)},
-		{1, 2, 16.0 / 17},
-		{2, 1, 1.0 / 17},
-		{0, 0, 0.5},
+		{1, 2, p4(2/noiseBand) / (1 + p4(2/noiseBand))},
+		{2, 1, 1 / (1 + p4(2/noiseBand))},
+		{1, 10, p4(10/noiseBand) / (1 + p4(10/noiseBand))},
 		{0, 3, 1},
-		{1, 10, 10000.0 / 10001},
 	} {
 		const n = 100000
 		wins := 0
 		for range n {
-			if tr.softChoice(tc.ci, tc.cj) {
+			if softChoice(tc.ci, tc.cj, mix(rnd.Uint64())) {
 				wins++
 			}
 		}
 		if got := float64(wins) / n; math.Abs(got-tc.want) > 0.005 {
 			t.Errorf("costs %v vs %v: first won %.4f of draws, want %.4f", tc.ci, tc.cj, got, tc.want)
 		}
+	}
+}
+
+// TestPreferTakesTurnsWithinNoise: endpoints whose costs are within the
+// noise band of each other go by calls in flight, then take turns, the
+// one picked longer ago first; beyond the band, cost decides.
+func TestPreferTakesTurnsWithinNoise(t *testing.T) {
+	s := newSim(t, 3, 0, 0, "a", "b")
+	a, b := s.ready[0].EP, s.ready[1].EP
+	a.ewma.Observe(ms, ms, 0, params)
+	b.ewma.Observe(1.4*ms, 1.4*ms, 0, params)
+	a.lastPick.Store(10)
+	b.lastPick.Store(5)
+	for _, r := range []uint64{0, half, ^uint64(0)} {
+		if s.tr.prefer(a, b, 20, params, r) || !s.tr.prefer(b, a, 20, params, r) {
+			t.Fatal("the endpoint picked longer ago did not win a tie")
+		}
+	}
+	// b: 0.6ms × 2 = 1.2ms, within the band of a's 1ms, but busier.
+	b.ewma.Init(0, 0)
+	b.ewma.Observe(0.6*ms, 0.6*ms, 0, params)
+	busy(b, 1, 20)
+	if !s.tr.prefer(a, b, 20, params, half) || s.tr.prefer(b, a, 20, params, half) {
+		t.Fatal("within the band, the endpoint with more calls in flight won")
+	}
+	// b: 5ms × 2, beyond the band: cost decides, whatever the turn.
+	b.ewma.Init(0, 0)
+	b.ewma.Observe(5*ms, 5*ms, 0, params)
+	b.lastPick.Store(0)
+	if !s.tr.prefer(a, b, 20, params, half) {
+		t.Error("a 10× cheaper endpoint lost at u = 1/2")
 	}
 }
 

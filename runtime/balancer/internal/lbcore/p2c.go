@@ -1,6 +1,10 @@
 package lbcore
 
-import "github.com/lbclient/lbclient/runtime/internal/callinfo"
+import (
+	"slices"
+
+	"github.com/lbclient/lbclient/runtime/internal/callinfo"
+)
 
 // maxStackCandidates is how many untried endpoints the avoid-set path
 // collects without allocating.
@@ -22,8 +26,9 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 	if n == 1 {
 		return 0
 	}
-	i, j := t.pair(n)
-	return t.choose(ready, i, j, now, p)
+	r := t.Rand()
+	i, j := pair(r, n)
+	return t.choose(ready, i, j, now, p, r)
 }
 
 // choose returns whichever of ready[i] and ready[j] should take the call.
@@ -46,13 +51,17 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 //  2. Ejection. An endpoint that failed EjectAfter calls in a row
 //     (Failing) loses to one that did not, as Envoy's outlier detection
 //     ejects it; being due a probe is how it gets a call.
-//  3. Cost, softly. The cheaper endpoint wins with probability
-//     cⱼ⁴ / (cᵢ⁴ + cⱼ⁴) (see softChoice): equal costs split evenly,
-//     so that identical backends share a serial caller's calls instead of
-//     the one whose estimate happens to be lowest taking all of them,
-//     while a real difference still decides (2× costlier: 6% of the
-//     draws; 10×: 0.01%).
-func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params) int {
+//  3. Cost, with noise in mind (see prefer): costs within noiseBand of
+//     each other go by calls in flight, then take turns, so that identical
+//     backends share a serial
+//     caller's calls instead of the one whose estimate happens to be
+//     lowest taking all of them; beyond it the cheaper wins all but
+//     always, softly, so that a real difference decides (2× costlier: 24%
+//     of the draws; 10×: 0.05%).
+//
+// r is the random word the pair was drawn from; the soft choice draws from
+// a mix of it, so that a pick costs one random word.
+func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64) int {
 	ei, ej := ready[i].EP, ready[j].EP
 	di, dj := ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
 	if di != dj {
@@ -75,7 +84,7 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params) int {
 		return i
 	}
 	w, l := i, j
-	if !t.softChoice(ei.Cost(now, p.Tau), ej.Cost(now, p.Tau)) {
+	if !t.prefer(ei, ej, now, p, mix(r)) {
 		w, l = j, i
 	}
 	if di && !ready[w].EP.claimProbe(now, p.ProbeInterval) {
@@ -86,29 +95,72 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params) int {
 	return w
 }
 
-// softChoice reports whether the endpoint of cost ci should win over the
-// one of cost cj: with probability cj⁴ / (ci⁴ + cj⁴).
+// noiseBand is the cost ratio within which two endpoints count as equal:
+// their estimates differ by less than the noise of a loaded machine's
+// latencies (scheduling delays, GC pauses, the peak of the estimate).
+const noiseBand = 1.5
+
+// prefer reports whether ei should take the call rather than ej, given 64
+// random bits r:
+//
+//   - costs within noiseBand of each other are equal in latency, and the
+//     one with fewer calls in flight wins (counts are exact, not noisy),
+//     or, as loaded, the one picked longer ago, so that equal endpoints
+//     take turns;
+//   - beyond it, the cheaper wins with probability ρ⁴/(1+ρ⁴), ρ being the
+//     ratio of the costs over noiseBand (see softChoice).
 //
 // Why not the cheaper one always: costs are estimates, and the estimates
-// of identical backends differ by noise (a descheduled goroutine, a GC
-// pause, a peak). A strict comparison lets that noise decide every pick:
-// with one serial caller nothing is in flight, cost is the estimate alone,
-// and the endpoint whose estimate is lowest took every draw it was in —
-// three identical backends got 1, 120 and 180 of 300 calls. Weighing by
-// a steep power of the ratio keeps near-equal endpoints near-equal in
-// share and leaves the decision to differences well outside the noise.
-// The fourth power is the lowest that keeps a 10× slower backend, whose
-// cost falls to about 5× a busy fast one's under load, below 0.5% of the
-// calls it is drawn for.
-func (t *Tracker) softChoice(ci, cj float64) bool {
+// of identical backends differ by noise. A strict comparison lets that
+// noise decide every pick: with one serial caller nothing is in flight,
+// cost is the estimate alone, and the endpoint whose estimate was lowest
+// took every draw it was in (three identical backends got 1, 120 and 180
+// of 300 calls; two got 165 and 1 calls a second, flipping every few
+// seconds). Taking turns within the band shares a serial caller's calls
+// evenly; the soft rule beyond it leaves the decision to differences well
+// outside the noise, while an endpoint a little dearer than the band
+// still gets some calls, and so samples that bring it back when its
+// estimate was a fluke.
+func (t *Tracker) prefer(ei, ej *Endpoint, now int64, p *Params, r uint64) bool {
+	ci, cj := ei.Cost(now, p.Tau), ej.Cost(now, p.Tau)
+	lo, hi := min(ci, cj), max(ci, cj)
+	if hi <= lo*noiseBand {
+		if ni, nj := ei.InFlight(), ej.InFlight(); ni != nj {
+			return ni < nj
+		}
+		return ei.lastPick.Load() <= ej.lastPick.Load()
+	}
+	return softChoice(ci, cj, r)
+}
+
+// softChoice reports whether the endpoint of cost ci should win over the
+// one of cost cj, given 64 random bits r, when their costs differ by more
+// than noiseBand: the dearer cost is taken over noiseBand, and the
+// cheaper endpoint wins with probability b⁴/(a⁴+b⁴) of the two. A ratio
+// of 2 then weighs as 1.33 (the dearer wins 24% of such draws), one of 10
+// as 6.7 (1/2000). The fourth power is the lowest that keeps a 10× slower
+// backend, whose cost falls to about 5× a busy fast one's under load,
+// below 0.5% of the calls.
+func softChoice(ci, cj float64, r uint64) bool {
+	if ci <= cj {
+		cj /= noiseBand
+	} else {
+		ci /= noiseBand
+	}
 	a, b := ci*ci, cj*cj
 	a, b = a*a, b*b
 	if a+b == 0 {
-		return t.Rand()&1 == 0
+		return r>>63 == 0
 	}
-	u := float64(t.Rand()>>11) / (1 << 53) // uniform in [0, 1)
+	u := float64(r>>11) / (1 << 53) // uniform in [0, 1)
 	return u*(a+b) < b
 }
+
+// mix turns the random word a pair was drawn from into one for the soft
+// choice: a multiply by the 64-bit golden ratio (Fibonacci hashing), whose
+// top bits depend on every bit of r, so that they are as good as fresh for
+// a choice between the two the pair names.
+func mix(r uint64) uint64 { return r * 0x9e3779b97f4a7c15 }
 
 // minPicksPerProbe bounds probes to one pick in 20: 5% of a quiet client's
 // calls at most, so an endpoint it avoids gets little of its traffic, and
@@ -142,9 +194,8 @@ func (t *Tracker) spendProbe(mark uint64, ready []Child) bool {
 	return t.probeMark.CompareAndSwap(mark, pickCount(ready))
 }
 
-// pair draws two distinct indices below n (n >= 2) from one random word.
-func (t *Tracker) pair(n int) (int, int) {
-	r := t.Rand()
+// pair draws two distinct indices below n (n >= 2) from the random word r.
+func pair(r uint64, n int) (int, int) {
 	i := int(uint32(r) % uint32(n))
 	j := int(uint32(r>>32) % uint32(n-1))
 	if j >= i {
@@ -156,10 +207,12 @@ func (t *Tracker) pair(n int) (int, int) {
 // chooseUntried runs P2C over the endpoints a has not tried; ok is false
 // when every ready endpoint was tried (the caller then ignores a).
 func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo.Attempts) (int, bool) {
+	var tb [8]string
+	tried := a.AppendTried(tb[:0])
 	var buf [maxStackCandidates]int
 	cand := buf[:0]
 	for i := range ready {
-		if !a.Tried(ready[i].EP.Addr) {
+		if !slices.Contains(tried, ready[i].EP.Addr) {
 			cand = append(cand, i)
 		}
 	}
@@ -169,15 +222,16 @@ func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo
 	case 1:
 		return cand[0], true
 	}
-	x, y := t.pair(len(cand))
-	return t.choose(ready, cand[x], cand[y], now, p), true
+	r := t.Rand()
+	x, y := pair(r, len(cand))
+	return t.choose(ready, cand[x], cand[y], now, p, r), true
 }
 
-// AnyUntried reports whether some endpoint in children is ready and not
-// named by a.
-func AnyUntried(children []Child, a *callinfo.Attempts) bool {
+// AnyUntried reports whether some endpoint in children is ready and not in
+// tried.
+func AnyUntried(children []Child, tried []string) bool {
 	for i := range children {
-		if children[i].Ready && !a.Tried(children[i].EP.Addr) {
+		if children[i].Ready && !slices.Contains(tried, children[i].EP.Addr) {
 			return true
 		}
 	}

@@ -87,6 +87,11 @@ const (
 	// against 0.4-0.9% for 8), but leave fast estimates inflated longer.
 	ResponseWindow = 8
 
+	// PeakWindow is ResponseWindow for a response slower than the
+	// estimate: it weighs at least 1/PeakWindow, so the estimate rises
+	// twice as fast as it falls (see EWMA).
+	PeakWindow = 4
+
 	minDecayWindow    = time.Millisecond
 	maxDecayWindow    = time.Hour
 	maxDefaultRTT     = time.Minute

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 )
 
@@ -360,5 +361,25 @@ func BenchmarkPick(b *testing.B, p balancer.Picker, ctx context.Context) {
 				}
 			}
 		})
+	})
+	// One op is a hedged call's two attempts, the second avoiding the
+	// endpoint of the first. The call's Attempts and context are made once
+	// (the hedger's, not the picker's) and reset per call.
+	b.Run("hedged-2-attempts", func(b *testing.B) {
+		a := new(callinfo.Attempts)
+		info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: callinfo.WithAttempts(ctx, a)}
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Reset()
+			for range 2 {
+				res, err := p.Pick(info)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Done != nil {
+					res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+				}
+			}
+		}
 	})
 }
