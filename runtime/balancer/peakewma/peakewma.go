@@ -7,11 +7,13 @@
 // details are on lbcore.Endpoint.Cost, lbcore.EWMA and
 // lbcore.Tracker.ChooseP2C):
 //
-//   - Latency is a peak-sensitive EWMA, as in Finagle's and
-//     linkerd2-proxy's peak-EWMA: a slow response is believed at once, fast
-//     ones bring the estimate down over about eight responses, and an idle
-//     endpoint's estimate decays (tau 10 s) so that it is tried again.
-//     Latency is measured from pick to Done on a monotonic clock.
+//   - Latency is a peak-sensitive EWMA, after Finagle's and
+//     linkerd2-proxy's peak-EWMA: quicker to believe a slow response (a
+//     quarter of the way per response) than a fast one (an eighth), and an
+//     idle endpoint's estimate decays (tau 10 s) so that it is tried again.
+//     (Taking a slow response at once, as they do, let one stall park a
+//     healthy endpoint.) Latency is measured from pick to Done on a
+//     monotonic clock.
 //   - Latency is load-normalised: a response's latency is divided by the
 //     calls that were in flight on its endpoint when it was picked, and
 //     cost is that estimate × (in flight + 1). The classic cost multiplies
@@ -38,10 +40,11 @@
 //     while cold, or failed and recovered, is back within a few intervals.
 //     Probes are at most one call in 20, so a quiet client does not spend
 //     its calls on the endpoints it avoids.
-//   - Near-equal costs split evenly: the cheaper of the two wins with
-//     probability c₂⁴/(c₁⁴+c₂⁴), so identical backends share one serial
-//     caller's calls instead of the one whose estimate is lowest by noise
-//     taking them all, while a 10× slower one is drawn for 0.01% of them.
+//   - Differences within noise do not decide: costs within 1.5× of each
+//     other go by calls in flight, then take turns, so identical backends
+//     share one serial caller's calls instead of the one whose estimate is
+//     lowest by noise taking them all; beyond that the cheaper wins all but
+//     always (a 10× slower endpoint 1999 draws in 2000).
 //   - An endpoint that is READY again after a reconnection starts over as a
 //     new one, its estimate and failures forgotten; a new endpoint is
 //     tried at once, one call at a time until it answers.

@@ -7,27 +7,28 @@ import (
 	"sync/atomic"
 )
 
-// EWMA is the latency estimate of one endpoint: a peak-sensitive,
-// exponentially weighted moving average, as in Finagle's PeakEwma and
-// linkerd2-proxy's peak_ewma, with the changes below. Its samples are
-// load-normalised latencies (see Endpoint.Cost), in nanoseconds on the
-// Tracker's monotonic clock.
+// EWMA is the latency estimate of one endpoint: an exponentially weighted
+// moving average that is quicker to believe bad news than good, after
+// Finagle's PeakEwma and linkerd2-proxy's peak_ewma, with the changes
+// below. Its samples are load-normalised latencies (see Endpoint.Cost), in
+// nanoseconds on the Tracker's monotonic clock.
 //
-//   - Peak: a response slower than the current estimate replaces it at
-//     once, so an endpoint that turns slow is avoided after one slow
-//     response.
-//   - Window: a faster response moves the estimate a share α of the way
-//     to it, α = max(1/ResponseWindow, elapsed/probeInterval), elapsed
-//     being the time since the previous sample. A busy endpoint's estimate
-//     thus follows its last ResponseWindow responses, and forgets a stall
-//     after a few responses that contradict it, instead of after tau; an
-//     estimate that is a probe interval old is stale, and the next
-//     response replaces it. (Finagle and linkerd2-proxy weigh a sample by
-//     elapsed/tau alone: at the thousands of responses per second of a
-//     busy client that holds every peak — a GC pause, a descheduled
-//     goroutine — for seconds; and an endpoint avoided after one slow
-//     response would take tau × ln(peak/latency) to be believed fast
-//     again, though its next response says so.)
+//   - Window: a response moves the estimate a share α of the way to it,
+//     α = max(1/w, elapsed/probeInterval), elapsed being the time since
+//     the previous sample, and w = PeakWindow (4) for a response slower
+//     than the estimate, ResponseWindow (8) for a faster one. A busy
+//     endpoint's estimate thus follows its last few responses, rising
+//     twice as fast as it falls; an estimate that is a probe interval old
+//     is stale, and the next response replaces it. Finagle and
+//     linkerd2-proxy take a slower response as the new estimate at once
+//     (the peak) and weigh a faster one by elapsed/tau alone. At the
+//     thousands of responses per second of a busy client that holds every
+//     peak — a GC pause, a descheduled goroutine — for seconds; and with
+//     one serial caller a single stall made a healthy endpoint look
+//     several times dearer than its identical peers, so it got no call to
+//     show otherwise. Here a 10× slowdown still shows after one response
+//     (the estimate more than triples), and a hung endpoint shows through
+//     its calls in flight (Endpoint.Cost), not through its responses.
 //   - Decay: between samples the estimate pickers read decays as
 //     est·exp(-elapsed/tau) (Finagle's decay on read), so an endpoint
 //     that gets no calls becomes attractive again by itself.
@@ -35,12 +36,12 @@ import (
 //     first evidence replaces it outright.
 //   - Bounds: a call cut short (its deadline, the caller's cancel, a
 //     hedge that answered first elsewhere) says only that the latency is
-//     at least its duration. Such a lower bound raises the estimate when
-//     it is above it, and replaces a prior; a penalty (a failed call,
-//     ObservePenalty) stands for "this endpoint does not serve". Neither
-//     is a measurement: the next response replaces the estimate they set
-//     or raised, whatever its value, so a backend that recovers is back at
-//     its first answer.
+//     at least its duration. Such a lower bound raises the estimate at
+//     once when it is above it, and replaces a prior; a penalty (a failed
+//     call, ObservePenalty) stands for "this endpoint does not serve".
+//     Neither is a measurement: the next response replaces the estimate
+//     they set or raised, whatever its value, so a backend that recovers
+//     is back at its first answer.
 //
 // Readers (Pick) are lock-free: est and stamp are published under a
 // sequence counter (a seqlock) so that a reader never pairs an estimate

@@ -76,20 +76,23 @@ const (
 	// won a P2C round whenever the fast one drawn had 3 or 4 calls in
 	// flight: 3% of calls, so p99 was the slow backend's latency.
 	//
-	// The peak rule still reacts at once to an endpoint that turns slow,
-	// and re-arms with each slow response, so the window only needs to be
-	// long enough that a few fast responses do not hide a slow or
-	// intermittently slow endpoint: with 8, one 1 ms response moves a
-	// 10 ms estimate to 8.9 ms, and an endpoint with one slow response in
-	// 8 or more keeps most of its peak. Shorter windows forget stalls
-	// faster still but turn the estimate into the last response or two.
-	// 16 and 32 also help (slow share 1.1% and 1.3% in the scenario above,
-	// against 0.4-0.9% for 8), but leave fast estimates inflated longer.
+	// A slow response weighs twice as much (PeakWindow), so the window
+	// only needs to be long enough that a few fast responses do not hide
+	// a slow or intermittently slow endpoint: with 8, one 1 ms response
+	// moves a 10 ms estimate to 8.9 ms, and an endpoint slow one call in
+	// four keeps an estimate above its mean latency. Shorter windows forget
+	// stalls faster still but turn the estimate into the last response or
+	// two. 16 and 32 also help (slow share 1.1% and 1.3% in the scenario
+	// above, against 0.4-0.9% for 8), but leave fast estimates inflated
+	// longer.
 	ResponseWindow = 8
 
 	// PeakWindow is ResponseWindow for a response slower than the
 	// estimate: it weighs at least 1/PeakWindow, so the estimate rises
-	// twice as fast as it falls (see EWMA).
+	// twice as fast as it falls, and a single stall of a healthy endpoint
+	// (a GC pause, a descheduled goroutine) raises it a quarter of the way
+	// rather than all of it (see EWMA). A 10× slowdown still more than
+	// triples the estimate on its first response.
 	PeakWindow = 4
 
 	minDecayWindow    = time.Millisecond
