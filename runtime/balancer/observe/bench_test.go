@@ -195,6 +195,18 @@ func TestPickAllocs(t *testing.T) {
 	if wrapped > bare+1 {
 		t.Errorf("pick+done allocates %v with observe, %v without: observe adds more than 1", wrapped, bare)
 	}
+	// A hedged call's attempts, each avoiding the endpoints of the
+	// earlier ones, allocate nothing once observe's pool is warm.
+	a := new(callinfo.Attempts)
+	hedged := balancer.PickInfo{Ctx: callinfo.WithAttempts(context.Background(), a)}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		a.Reset()
+		for range 3 {
+			pickDone(t, ps[1].p, hedged)
+		}
+	}); allocs > 1 {
+		t.Errorf("a hedged call's 3 picks+dones allocate %v with observe, want at most 1 (none with a warm pool)", allocs)
+	}
 }
 
 func BenchmarkPick(b *testing.B) {
@@ -218,12 +230,14 @@ func BenchmarkPick(b *testing.B) {
 		if tc.name == "observe+round_robin" {
 			// One hedged call of three attempts per iteration, each
 			// attempt avoiding the endpoints of the earlier ones; the
-			// Attempts and its context (two allocations) are the
-			// caller's, made here once per iteration.
+			// Attempts and its context are the hedger's, made once and
+			// reset per call.
 			b.Run(tc.name+"/hedged-3-attempts", func(b *testing.B) {
+				a := new(callinfo.Attempts)
+				info := balancer.PickInfo{FullMethodName: "/svc/M", Ctx: callinfo.WithAttempts(ctx, a)}
 				b.ReportAllocs()
 				for b.Loop() {
-					info := balancer.PickInfo{FullMethodName: "/svc/M", Ctx: callinfo.WithAttempts(ctx, new(callinfo.Attempts))}
+					a.Reset()
 					for range 3 {
 						pickDone(b, tc.p, info)
 					}

@@ -275,6 +275,26 @@ func TestFaultAgeOfCallsInFlight(t *testing.T) {
 	}
 }
 
+// TestPendingAge: the mean age of calls in flight survives the wrapping
+// of the sum of their start times, and a call that started after the
+// reader's clock reading (a concurrent pick) makes no negative age.
+func TestPendingAge(t *testing.T) {
+	var e Endpoint
+	start := int64(1) << 62 // far beyond what the sum's 40 bits hold
+	for k := range 3 {
+		e.pending.Add(pendingDelta(start + int64(k)*int64(time.Millisecond)))
+	}
+	w := e.pending.Load()
+	now := start + int64(10*time.Millisecond)
+	// Ages 10, 9 and 8 ms, to the 4µs unit.
+	if got, want := pendingAge(w, 3, now), float64(9*time.Millisecond); got < want-8e3 || got > want+8e3 {
+		t.Errorf("mean age = %v, want 9ms", time.Duration(got))
+	}
+	if got := pendingAge(w, 3, start); got != 0 {
+		t.Errorf("mean age before the calls started = %v, want 0", time.Duration(got))
+	}
+}
+
 // TestFaultDiscardedPick: grpc-go discards a pick whose SubConn stopped
 // being ready before the call went out, and calls its Done with an empty
 // DoneInfo. That is no response: no latency sample (it would be a

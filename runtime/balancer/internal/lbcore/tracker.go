@@ -81,9 +81,15 @@ const (
 func pendingDelta(start int64) uint64 { return uint64(start)>>ageShift<<pendingBits | 1 }
 
 // pendingAge returns the mean age (ns) at now of the n unary calls that
-// pending word w counts; n > 0.
+// pending word w counts; n > 0. A call picked concurrently may have
+// started after now (its picker read the clock later): the total is then
+// negative, which the modular sum shows as a value in the upper half of
+// its range, and the age is 0.
 func pendingAge(w, n uint64, now int64) float64 {
 	total := (n*(uint64(now)>>ageShift) - w>>pendingBits) & sumMask
+	if total > sumMask/2 {
+		return 0
+	}
 	return float64(total) / float64(n) * (1 << ageShift)
 }
 
