@@ -116,12 +116,7 @@ func percentileRatio(p float64) func(o, ref Outcome) float64 {
 	return func(o, ref Outcome) float64 { return ratio(float64(o.Percentile(p)), float64(ref.Percentile(p))) }
 }
 
-func recoverySeconds(o, _ Outcome) float64 {
-	if !o.Recovered {
-		return math.Inf(1)
-	}
-	return o.Recovery.Seconds()
-}
+func recoverySeconds(o, _ Outcome) float64 { return o.RecoverySeconds() }
 
 func oddShareSecondHalf(o, _ Outcome) float64 {
 	return o.OddShareSince(o.Duration/2) / o.FairShare()
