@@ -38,6 +38,14 @@ type Backend struct {
 	failNext atomic.Int64 // unary calls left to fail with UNAVAILABLE
 	failAll  atomic.Bool  // fail every unary call with UNAVAILABLE
 
+	coldLeft  atomic.Int64 // unary calls left to take coldDelay instead of delay
+	coldDelay atomic.Int64 // time.Duration of a cold call
+
+	streamInterval atomic.Int64 // time.Duration Watch waits before each message
+
+	hungMu sync.Mutex
+	hung   chan struct{} // open while unary calls hang; nil when they do not
+
 	calls     atomic.Int64
 	cancelled atomic.Int64
 
@@ -84,6 +92,45 @@ func (b *Backend) FailNext(n int) { b.failNext.Store(int64(n)) }
 // SetFailing makes every unary call fail with UNAVAILABLE, or none.
 func (b *Backend) SetFailing(fail bool) { b.failAll.Store(fail) }
 
+// SetHung makes unary calls hang, or stop hanging: a hung backend accepts
+// each unary call and then holds it until the caller's context ends (its
+// deadline, or a cancel), like a server stuck on a lock. Calls that are
+// hanging when SetHung(false) is called go on as usual. Streams are not
+// affected.
+func (b *Backend) SetHung(hung bool) {
+	b.hungMu.Lock()
+	defer b.hungMu.Unlock()
+	switch {
+	case hung && b.hung == nil:
+		b.hung = make(chan struct{})
+	case !hung && b.hung != nil:
+		close(b.hung)
+		b.hung = nil
+	}
+}
+
+// hangs returns the channel that a unary call waits on while the backend
+// is hung, or nil.
+func (b *Backend) hangs() chan struct{} {
+	b.hungMu.Lock()
+	defer b.hungMu.Unlock()
+	return b.hung
+}
+
+// SetColdCalls makes the next n unary calls take d each instead of the
+// delay of SetDelay, as a backend that has just started does while its
+// caches, pools and JIT warm up; the calls after them take the usual delay.
+// It replaces any cold calls still left.
+func (b *Backend) SetColdCalls(n int, d time.Duration) {
+	b.coldDelay.Store(int64(d))
+	b.coldLeft.Store(int64(n))
+}
+
+// SetStreamInterval makes Watch wait d before sending each of its
+// messages, so that a Watch of Count n lasts about n × d: a long-lived
+// stream. The wait ends early, with the stream, when the caller goes away.
+func (b *Backend) SetStreamInterval(d time.Duration) { b.streamInterval.Store(int64(d)) }
+
 // SetServing sets what the health service reports for the Greeter.
 func (b *Backend) SetServing(serving bool) {
 	s := healthpb.HealthCheckResponse_NOT_SERVING
@@ -110,8 +157,8 @@ func (b *Backend) Stop() {
 	})
 }
 
-// unary does what every unary call does: count, fail when told to, wait
-// the delay.
+// unary does what every unary call does: count, fail when told to, hang
+// when hung, wait the delay (or the cold delay).
 func (b *Backend) unary(ctx context.Context) error {
 	b.calls.Add(1)
 	if b.failAll.Load() {
@@ -120,17 +167,38 @@ func (b *Backend) unary(ctx context.Context) error {
 	if b.failNext.Add(-1) >= 0 {
 		return status.Errorf(codes.Unavailable, "backend %s failed this call", b.name)
 	}
-	if d := time.Duration(b.delay.Load()); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
+	if hung := b.hangs(); hung != nil {
 		select {
-		case <-t.C:
+		case <-hung:
 		case <-ctx.Done():
 			b.cancelled.Add(1)
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+	d := time.Duration(b.delay.Load())
+	if b.coldLeft.Load() > 0 && b.coldLeft.Add(-1) >= 0 {
+		d = time.Duration(b.coldDelay.Load())
+	}
+	if err := b.wait(ctx, d); err != nil {
+		b.cancelled.Add(1)
+		return status.FromContextError(err).Err()
+	}
 	return nil
+}
+
+// wait waits d, or until ctx ends, and returns ctx's error in that case.
+func (b *Backend) wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // SayHello greets in.Name.
@@ -149,10 +217,14 @@ func (b *Backend) GreetAccount(ctx context.Context, in *greeterv1.GreetAccountRe
 	return &greeterv1.HelloReply{Message: "Hello, account " + in.GetAccount().GetId(), Backend: b.name}, nil
 }
 
-// Watch sends in.Count greetings.
+// Watch sends in.Count greetings, each after the stream interval (see
+// SetStreamInterval).
 func (b *Backend) Watch(in *greeterv1.WatchRequest, stream grpc.ServerStreamingServer[greeterv1.HelloReply]) error {
 	b.calls.Add(1)
 	for i := range in.GetCount() {
+		if err := b.wait(stream.Context(), time.Duration(b.streamInterval.Load())); err != nil {
+			return status.FromContextError(err).Err()
+		}
 		msg := fmt.Sprintf("Hello #%d, %s", i+1, in.GetName())
 		if err := stream.Send(&greeterv1.HelloReply{Message: msg, Backend: b.name}); err != nil {
 			return err

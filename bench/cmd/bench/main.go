@@ -10,17 +10,19 @@
 //  2. picking quality: closed-loop load on four local backends, one slow or
 //     one failing, per policy, with and without hedging;
 //  3. generator speed: protoc-gen-go-lbclient against protoc-gen-go-grpc on
-//     one large generated CodeGeneratorRequest.
+//     one large generated CodeGeneratorRequest;
+//  4. the fault matrix: each policy with one backend hung, half-open, slow,
+//     failing, cold or beside long streams (internal/faultmatrix).
 //
 // Flags:
 //
-//	-sections overhead,quality,generator   the sections to run (default all)
-//	-quick                                 a tiny run, to try the harness (numbers meaningless)
-//	-out FILE                              where to write the report (default BENCHMARKS.md at the root)
-//	-charts DIR                            where to write the charts (default bench/charts)
+//	-sections overhead,quality,generator,faults   the sections to run (default all)
+//	-quick                                        a tiny run, to try the harness (numbers meaningless)
+//	-out FILE                                     where to write the report (default BENCHMARKS.md at the root)
+//	-charts DIR                                   where to write the charts (default bench/charts)
 //
-// Every load is bounded in calls and in time; the whole run takes about five
-// minutes on two cores.
+// Every load is bounded in calls and in time; the whole run takes about
+// thirteen minutes on two cores, eight of them the fault matrix.
 package main
 
 import (
@@ -40,7 +42,7 @@ func main() {
 	genspeed.MaybeRunner() // when it is the go-between of a plugin run
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
-	sections := flag.String("sections", "overhead,quality,generator", "comma-separated sections to run")
+	sections := flag.String("sections", "overhead,quality,generator,faults", "comma-separated sections to run")
 	quick := flag.Bool("quick", false, "a tiny run, to try the harness; the numbers mean nothing")
 	out := flag.String("out", "", "report file (default: BENCHMARKS.md at the repository root)")
 	charts := flag.String("charts", "", "chart directory (default: bench/charts at the repository root)")
@@ -72,6 +74,7 @@ func main() {
 		{"overhead", (*report).overhead},
 		{"quality", (*report).quality},
 		{"generator", (*report).generator},
+		{"faults", (*report).faults},
 	}
 	for _, s := range steps {
 		if !want[s.name] {

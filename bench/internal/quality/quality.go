@@ -6,7 +6,6 @@ package quality
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/lbclient/lbclient/example/loadgen"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/internal/faultmatrix"
 	"github.com/lbclient/lbclient/runtime"
 )
 
@@ -136,7 +136,7 @@ func Run(ctx context.Context, sc Scenario, v Variant, cfg Config) (Outcome, erro
 
 	var keys []string
 	if v.Keys {
-		keys = ZipfKeys(cfg.Warmup+cfg.Calls, cfg.Seed)
+		keys = faultmatrix.ZipfKeys(cfg.Warmup+cfg.Calls, cfg.Seed)
 	}
 	call := func(offset int) loadgen.Call {
 		return func(ctx context.Context, i int) (string, error) {
@@ -171,15 +171,4 @@ func Run(ctx context.Context, sc Scenario, v Variant, cfg Config) (Outcome, erro
 	out.Result = res
 	out.Extra = conn.Stats().Hedging.ExtraAttempts - before
 	return out, nil
-}
-
-// ZipfKeys returns n hash keys drawn from a Zipf distribution (s = 1.1) over
-// 1000 accounts: a few hot keys and a long tail, the same for a given seed.
-func ZipfKeys(n int, seed uint64) []string {
-	z := rand.NewZipf(rand.New(rand.NewPCG(seed, seed)), 1.1, 1, 999)
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("account-%d", z.Uint64())
-	}
-	return keys
 }

@@ -40,17 +40,3 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 }
-
-func TestZipfKeys(t *testing.T) {
-	a, b := ZipfKeys(1000, 7), ZipfKeys(1000, 7)
-	count := map[string]int{}
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("key %d differs between two streams of one seed", i)
-		}
-		count[a[i]]++
-	}
-	if count["account-0"] < 50 {
-		t.Errorf("the hottest key came %d times in 1000, want a skewed stream", count["account-0"])
-	}
-}

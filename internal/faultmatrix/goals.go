@@ -1,0 +1,250 @@
+package faultmatrix
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Op is how a measured value must compare with its goal's threshold.
+type Op string
+
+// The comparisons.
+const (
+	AtMost  Op = "≤"
+	Below   Op = "<"
+	AtLeast Op = "≥"
+)
+
+func (op Op) holds(v, threshold float64) bool {
+	switch op {
+	case AtMost:
+		return v <= threshold
+	case Below:
+		return v < threshold
+	case AtLeast:
+		return v >= threshold
+	}
+	return false
+}
+
+// Unit is how a goal's values read.
+type Unit int
+
+// The units.
+const (
+	Percent Unit = iota // a fraction, printed in percent
+	Count               // a number of calls
+	Times               // a ratio to the reference cell
+	Seconds             // a duration in seconds; +Inf is "not within the run"
+	OfFair              // a share, in fair shares (1/N)
+	OffFair             // a distance from the fair share, in fair shares
+)
+
+// Format prints v in unit u.
+func (u Unit) Format(v float64) string {
+	switch u {
+	case Percent:
+		return fmt.Sprintf("%.2f%%", 100*v)
+	case Count:
+		return fmt.Sprintf("%.0f", v)
+	case Times:
+		return fmt.Sprintf("%.2f×", v)
+	case Seconds:
+		if math.IsInf(v, 1) {
+			return "not within the run"
+		}
+		return fmt.Sprintf("%.2f s", v)
+	case OfFair:
+		return fmt.Sprintf("%.0f%% of 1/N", 100*v)
+	case OffFair:
+		return fmt.Sprintf("%.0f%% off 1/N", 100*v)
+	}
+	return fmt.Sprint(v)
+}
+
+// Goal is one requirement of the matrix, over a set of cells.
+type Goal struct {
+	ID        string // short and stable, for logs
+	Text      string // the requirement in words
+	Metric    string // what is measured, as in "lost calls"
+	Scenarios []Scenario
+	Variants  []Variant
+	Callers   []int
+	// Ref, when set, is the scenario whose cell of the same variant and
+	// callers Value measures against (the ref argument).
+	Ref       Scenario
+	Value     func(o, ref Outcome) float64
+	Op        Op
+	Threshold float64
+	Unit      Unit
+	// Timing marks the goals that rest on latencies (percentiles, the
+	// recovery time, hedges sent on a latency percentile): the benchmark
+	// checks them; a test, which must not assert timings, does not.
+	Timing bool
+}
+
+// Want prints the goal's condition, such as "lost calls ≤ 1.00%".
+func (g *Goal) Want() string {
+	return fmt.Sprintf("%s %s %s", g.Metric, g.Op, g.Unit.Format(g.Threshold))
+}
+
+// Cells are the cells the goal applies to.
+func (g *Goal) Cells() []Cell {
+	var cs []Cell
+	for _, sc := range g.Scenarios {
+		for _, v := range g.Variants {
+			for _, n := range g.Callers {
+				cs = append(cs, Cell{Scenario: sc, Variant: v, Callers: n})
+			}
+		}
+	}
+	return cs
+}
+
+// ShareTolerance is how far, in fair shares, a backend's share may be from
+// 1/N when every backend is alike: within [0.6/N, 1.4/N].
+const ShareTolerance = 0.4
+
+func lostRatio(o, _ Outcome) float64 { return o.LostRatio() }
+func lost(o, _ Outcome) float64      { return float64(o.Lost()) }
+func oddShare(o, _ Outcome) float64  { return o.OddShare() }
+func extra(o, _ Outcome) float64     { return o.ExtraRatio() }
+func deviation(o, _ Outcome) float64 { return o.ShareDeviation() }
+
+func percentileRatio(p float64) func(o, ref Outcome) float64 {
+	return func(o, ref Outcome) float64 { return ratio(float64(o.Percentile(p)), float64(ref.Percentile(p))) }
+}
+
+func recoverySeconds(o, _ Outcome) float64 { return o.RecoverySeconds() }
+
+func oddShareSecondHalf(o, _ Outcome) float64 {
+	return o.OddShareSince(o.Duration/2) / o.FairShare()
+}
+
+var (
+	hungScenarios = []Scenario{Hung, HangsMidRun}
+	bothCallers   = []int{1, 16}
+	pe            = []Variant{PeakEWMA}
+)
+
+// Goals are the matrix's goals. round_robin and least_request have none:
+// they are the baseline printed beside.
+var Goals = []*Goal{
+	{ID: "hung-lost", Text: "a hung backend (from the start, or from mid-run) costs PEAK_EWMA and CONSISTENT_HASH (keyed and keyless) at most 1% of calls",
+		Metric: "lost calls", Scenarios: hungScenarios, Variants: []Variant{PeakEWMA, HashKeyed, HashKeyless}, Callers: bothCallers,
+		Value: lostRatio, Op: AtMost, Threshold: 0.01, Unit: Percent},
+	{ID: "hung-hedged-lost", Text: "a hung backend costs PEAK_EWMA + hedging no call",
+		Metric: "lost calls", Scenarios: hungScenarios, Variants: []Variant{PeakEWMAHedged}, Callers: bothCallers,
+		Value: lost, Op: AtMost, Threshold: 0, Unit: Count},
+	{ID: "half-open-lost", Text: "a half-open address costs lbclient's variants no call",
+		Metric: "lost calls", Scenarios: []Scenario{HalfOpen}, Variants: Lbclient, Callers: bothCallers,
+		Value: lost, Op: AtMost, Threshold: 0, Unit: Count},
+	{ID: "slow-share", Text: "PEAK_EWMA sends a 10× slow backend under 0.5% of calls (16 callers)",
+		Metric: "slow backend's share", Scenarios: []Scenario{Slow}, Variants: pe, Callers: []int{16},
+		Value: oddShare, Op: Below, Threshold: 0.005, Unit: Percent},
+	{ID: "slow-p99", Text: "with a 10× slow backend, PEAK_EWMA's p99 is at most 1.5× its p99 on identical backends (16 callers)",
+		Metric: "p99 ÷ identical p99", Scenarios: []Scenario{Slow}, Variants: pe, Callers: []int{16}, Ref: Identical,
+		Value: percentileRatio(99), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
+	{ID: "slow-hedged-p999", Text: "with a 10× slow backend, PEAK_EWMA + hedging's p99.9 is at most 1.5× its p99.9 on identical backends (16 callers)",
+		Metric: "p99.9 ÷ identical p99.9", Scenarios: []Scenario{Slow}, Variants: []Variant{PeakEWMAHedged}, Callers: []int{16}, Ref: Identical,
+		Value: percentileRatio(99.9), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
+	{ID: "slow-hedged-extra", Text: "with a 10× slow backend, hedging sends at most 5% extra calls (16 callers)",
+		Metric: "extra calls", Scenarios: []Scenario{Slow}, Variants: []Variant{PeakEWMAHedged}, Callers: []int{16},
+		Value: extra, Op: AtMost, Threshold: 0.05, Unit: Percent, Timing: true},
+	{ID: "identical-share", Text: "on identical backends every backend gets within [0.6/N, 1.4/N] of the calls (CONSISTENT_HASH keyed is uneven by design: Zipf keys)",
+		Metric: "largest share's distance from 1/N", Scenarios: []Scenario{Identical}, Variants: []Variant{PeakEWMA, PeakEWMAHedged, HashKeyless}, Callers: bothCallers,
+		Value: deviation, Op: AtMost, Threshold: ShareTolerance, Unit: OffFair},
+	{ID: "streams-p90", Text: "long streams beside unary calls keep unary p90 within 1.5× of identical's",
+		Metric: "unary p90 ÷ identical p90", Scenarios: []Scenario{Streams}, Variants: Lbclient, Callers: bothCallers, Ref: Identical,
+		Value: percentileRatio(90), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
+	{ID: "streams-share", Text: "long streams do not starve a backend of PEAK_EWMA's unary calls: every share within [0.6/N, 1.4/N]",
+		Metric: "largest share's distance from 1/N", Scenarios: []Scenario{Streams}, Variants: pe, Callers: bothCallers,
+		Value: deviation, Op: AtMost, Threshold: ShareTolerance, Unit: OffFair},
+	{ID: "cold-recovery", Text: "a cold backend is back to its share (≥ 0.6/N in every later 250 ms bucket) within 2 s",
+		Metric: "recovery", Scenarios: []Scenario{ColdStart}, Variants: []Variant{PeakEWMA, HashKeyless}, Callers: bothCallers,
+		Value: recoverySeconds, Op: AtMost, Threshold: 2, Unit: Seconds, Timing: true},
+	{ID: "cold-share", Text: "a cold backend gets at least 0.6/N of the calls over the second half of the run",
+		Metric: "its share, second half", Scenarios: []Scenario{ColdStart}, Variants: []Variant{PeakEWMA, HashKeyless}, Callers: bothCallers,
+		Value: oddShareSecondHalf, Op: AtLeast, Threshold: RecoveredShare, Unit: OfFair},
+}
+
+// Set holds the outcomes of cells, one per round.
+type Set map[Cell][]Outcome
+
+// Add adds o to its cell's rounds.
+func (s Set) Add(o Outcome) { s[o.Cell] = append(s[o.Cell], o) }
+
+// Verdict is one goal judged on one cell.
+type Verdict struct {
+	Goal *Goal
+	Cell Cell
+	// Value is the median over the rounds, Min and Max their range; with a
+	// reference, round i is measured against the reference's round i.
+	Value, Min, Max float64
+	Rounds          int
+	Pass            bool // Value meets the goal
+	Missing         bool // the set lacks the cell or its reference
+}
+
+func (v Verdict) String() string {
+	if v.Missing {
+		return fmt.Sprintf("%s: %s: not measured (goal %s)", v.Cell, v.Goal.ID, v.Goal.Want())
+	}
+	verdict := "met"
+	if !v.Pass {
+		verdict = "NOT MET"
+	}
+	return fmt.Sprintf("%s: %s %s, goal %s: %s", v.Cell, v.Goal.Metric, v.Goal.Unit.Format(v.Value), v.Goal.Want(), verdict)
+}
+
+// Check judges every goal on every cell it applies to, skipping the
+// Timing goals unless timing is set.
+func Check(set Set, timing bool) []Verdict {
+	var out []Verdict
+	for _, g := range Goals {
+		if g.Timing && !timing {
+			continue
+		}
+		for _, c := range g.Cells() {
+			out = append(out, judge(set, g, c))
+		}
+	}
+	return out
+}
+
+func judge(set Set, g *Goal, c Cell) Verdict {
+	v := Verdict{Goal: g, Cell: c}
+	os := set[c]
+	var refs []Outcome
+	if g.Ref != "" {
+		refs = set[Cell{Scenario: g.Ref, Variant: c.Variant, Callers: c.Callers}]
+		n := min(len(os), len(refs))
+		os, refs = os[:n], refs[:n]
+	}
+	if len(os) == 0 {
+		v.Missing = true
+		return v
+	}
+	xs := make([]float64, len(os))
+	for i, o := range os {
+		var ref Outcome
+		if refs != nil {
+			ref = refs[i]
+		}
+		xs[i] = g.Value(o, ref)
+	}
+	slices.Sort(xs)
+	v.Value, v.Min, v.Max, v.Rounds = median(xs), xs[0], xs[len(xs)-1], len(xs)
+	v.Pass = g.Op.holds(v.Value, g.Threshold)
+	return v
+}
+
+// median of sorted xs.
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
