@@ -24,9 +24,10 @@
 // keys for grpc's 20 s connect timeout.)
 //
 // A backend that stays connected but fails is ejected from key routing
-// after lbcore.EjectAfter calls in a row that end in a failure code
-// (UNAVAILABLE by default), run out of time (DEADLINE_EXCEEDED: a hung
-// backend), or are overtaken by a later hedged attempt: its keys go to
+// after lbcore.EjectAfter (5) calls in a row that end in a failure code
+// (UNAVAILABLE by default) or are overtaken by a later hedged attempt, or
+// lbcore.EjectAfterTimeouts (2) that run out of time (DEADLINE_EXCEEDED: a
+// hung backend): its keys go to
 // their ring successors as if it were not READY, one call per
 // probeInterval still tries it, and its first answer brings its keys back
 // (passive outlier ejection, as Envoy's consecutive_5xx and

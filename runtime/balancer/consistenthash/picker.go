@@ -69,11 +69,11 @@ func (p *picker) limit() int64 {
 
 // walk finds the key's endpoint: walking the ring from the key's position,
 // the first endpoint that is READY, not ejected (lbcore.EjectAfter
-// failures or timeouts in a row, and not due a probe), not already tried
-// and below the load bound (Mirrokni et al.), and not in avoid (the endpoints a hedged call tried).
-// walk counts the call in flight on the endpoint it
-// returns, and returns that count; it returns nil when no READY endpoint
-// has room.
+// failures or lbcore.EjectAfterTimeouts timeouts in a row, and not due a
+// probe), below the load bound (Mirrokni et al.), and not in avoid (the
+// endpoints a hedged call tried). walk counts the call in flight on the
+// endpoint it returns, and returns that count; it returns nil when no
+// READY endpoint has room.
 //
 // Only READY endpoints hold keys. This departs from gRFC A42's ring_hash
 // picker, which queues a key's calls while its endpoint is IDLE or

@@ -10,8 +10,9 @@ import (
 // EWMA is the latency estimate of one endpoint: an exponentially weighted
 // moving average that is quicker to believe bad news than good, after
 // Finagle's PeakEwma and linkerd2-proxy's peak_ewma, with the changes
-// below. Its samples are load-normalised latencies (see Endpoint.Cost), in
-// nanoseconds on the Tracker's monotonic clock.
+// below. Its samples are latencies in nanoseconds on the Tracker's
+// monotonic clock; beside them it keeps the load they were measured at
+// (see Endpoint.Cost).
 //
 //   - Window: a response moves the estimate a share α of the way to it,
 //     α = max(1/w, elapsed/probeInterval), elapsed being the time since
@@ -55,9 +56,14 @@ type EWMA struct {
 	est     atomic.Uint64 // math.Float64bits of the estimate, in ns
 	stamp   atomic.Int64  // clock reading of the last sample, in ns
 	// mean is math.Float64bits of a plain moving average (weight
-	// 1/ResponseWindow) of the raw latencies of responses, for the stats;
-	// 0 before the first response. Written under mu.
+	// 1/ResponseWindow) of the latencies of responses, for the stats; 0
+	// before the first response. Written under mu.
 	mean atomic.Uint64
+	// load is math.Float64bits of the moving average of the calls in
+	// flight on the endpoint when the sampled calls were picked, each
+	// included: the load the estimate was measured at (see Endpoint.Cost).
+	// Written under mu, with the same weights as est.
+	atLoad atomic.Uint64
 }
 
 // Init sets the estimate to the prior rtt as of now, without regard to the
@@ -68,6 +74,7 @@ func (e *EWMA) Init(rtt float64, now int64) {
 	e.bound = false
 	e.sampled.Store(false)
 	e.mean.Store(0)
+	e.atLoad.Store(math.Float64bits(1))
 	e.publish(rtt, now)
 	e.mu.Unlock()
 }
@@ -113,17 +120,24 @@ func (e *EWMA) Estimate(now int64, tau float64) float64 {
 	return est
 }
 
-// Mean returns the moving average of the raw latencies of responses (ns),
-// 0 before the first.
+// Mean returns the moving average of the latencies of responses (ns), 0
+// before the first.
 func (e *EWMA) Mean() float64 { return math.Float64frombits(e.mean.Load()) }
 
-// Observe records a response: a sample of x ns (load-normalised) taken at
-// now, from a call that took raw ns. p gives tau and the probe interval.
-func (e *EWMA) Observe(x, raw float64, now int64, p *Params) {
+// Load returns the mean load the estimate was measured at: the calls in
+// flight on the endpoint when its sampled calls were picked, each
+// included; at least 1.
+func (e *EWMA) Load() float64 { return math.Float64frombits(e.atLoad.Load()) }
+
+// Observe records a response: a call picked with m calls in flight on the
+// endpoint (itself included) that took x ns, ending at now. p gives tau
+// and the probe interval.
+func (e *EWMA) Observe(x, m float64, now int64, p *Params) {
 	e.mu.Lock()
 	cur, stamp := e.load()
 	elapsed := float64(max(now-stamp, 0))
 	cur *= decay(elapsed / p.Tau)
+	stale := min(elapsed/p.ProbeInterval, 1)
 	if e.bound || !e.sampled.Load() {
 		cur = x // replacing a bound, a penalty or the prior
 	} else {
@@ -134,27 +148,36 @@ func (e *EWMA) Observe(x, raw float64, now int64, p *Params) {
 		if x > cur {
 			w = PeakWindow
 		}
-		a := max(min(elapsed/p.ProbeInterval, 1), 1.0/float64(w))
-		cur += (x - cur) * a
+		cur += (x - cur) * max(stale, 1.0/float64(w))
+	}
+	if !e.sampled.Load() {
+		e.atLoad.Store(math.Float64bits(max(m, 1)))
+	} else {
+		l := e.Load()
+		e.atLoad.Store(math.Float64bits(max(l+(m-l)*max(stale, 1.0/ResponseWindow), 1)))
 	}
 	e.bound = false
 	e.sampled.Store(true)
 	e.publish(cur, now)
-	if m := e.Mean(); m == 0 {
-		e.mean.Store(math.Float64bits(raw))
+	if mean := e.Mean(); mean == 0 {
+		e.mean.Store(math.Float64bits(x))
 	} else {
-		e.mean.Store(math.Float64bits(m + (raw-m)/ResponseWindow))
+		e.mean.Store(math.Float64bits(mean + (x-mean)/ResponseWindow))
 	}
 	e.mu.Unlock()
 }
 
-// ObserveBound records a call cut short after x ns (load-normalised) with
-// no answer: the latency is at least x. It raises an estimate below x and
-// replaces the prior; the next response replaces what it set.
-func (e *EWMA) ObserveBound(x float64, now int64, tau float64) {
+// ObserveBound records a call picked with m calls in flight (itself
+// included) and cut short after x ns with no answer: its latency is at
+// least x. It raises an estimate below x and replaces the prior; the next
+// response replaces what it set.
+func (e *EWMA) ObserveBound(x, m float64, now int64, tau float64) {
 	e.mu.Lock()
 	cur, stamp := e.load()
 	cur *= decay(float64(max(now-stamp, 0)) / tau)
+	if !e.sampled.Load() {
+		e.atLoad.Store(math.Float64bits(max(m, 1)))
+	}
 	if x > cur || !e.sampled.Load() {
 		e.bound = true
 		e.sampled.Store(true)

@@ -225,7 +225,7 @@ func TestFaultStreamsAreNoSamples(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a", "b")
 	tr, clk = s.tr, s.clk
 	a := &s.ready[0]
-	a.EP.ewma.Observe(ms, ms, 0, params)
+	a.EP.ewma.Observe(ms, 1, 0, params)
 	res, err := tr.Pick(a, balancer.PickInfo{Ctx: context.Background()}, clk.now, &callinfo.Info{Stream: true}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +264,7 @@ func TestFaultStreamsAreNoSamples(t *testing.T) {
 func TestFaultAgeOfCallsInFlight(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a")
 	ep := s.ready[0].EP
-	ep.ewma.Observe(ms, ms, 0, params)
+	ep.ewma.Observe(ms, 1, 0, params)
 	pickDone(t, s.tr, &s.ready[0], nil) // started at 0
 	s.clk.now = int64(100 * time.Millisecond)
 	pickDone(t, s.tr, &s.ready[0], nil) // started at 100ms
@@ -302,7 +302,7 @@ func TestPendingAge(t *testing.T) {
 func TestFaultDiscardedPick(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a")
 	ep := s.ready[0].EP
-	ep.ewma.Observe(5*ms, 5*ms, 0, params)
+	ep.ewma.Observe(5*ms, 1, 0, params)
 	done := pickDone(t, s.tr, &s.ready[0], nil)
 	done(balancer.DoneInfo{})
 	if got := ep.Estimate(0, tau); !near(got, 5*ms) || ep.Picks() != 0 || ep.InFlight() != 0 {
@@ -310,9 +310,12 @@ func TestFaultDiscardedPick(t *testing.T) {
 	}
 }
 
-// TestFaultLoadNormalisedSample: a response picked with m calls in flight
-// on its endpoint (itself included) is a sample of its latency over m.
-func TestFaultLoadNormalisedSample(t *testing.T) {
+// TestFaultCostScalesWithLoadOfMeasurement: the estimate is kept with the
+// load it was measured at (calls in flight when each sampled call was
+// picked, itself included), and cost scales it by the load now relative
+// to that: a latency measured at four calls in flight is what a fifth
+// call would wait there with four in flight, not four times that.
+func TestFaultCostScalesWithLoadOfMeasurement(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a")
 	ep := s.ready[0].EP
 	var dones []func(balancer.DoneInfo)
@@ -320,15 +323,21 @@ func TestFaultLoadNormalisedSample(t *testing.T) {
 		dones = append(dones, pickDone(t, s.tr, &s.ready[0], nil))
 	}
 	s.clk.now += int64(8 * time.Millisecond)
-	dones[3](balancer.DoneInfo{BytesSent: true, BytesReceived: true}) // picked 4th: 8ms over 4
-	if got := ep.Estimate(s.clk.now, tau); !near(got, 2*ms) {
-		t.Errorf("estimate = %v, want 8ms / 4 = 2ms", time.Duration(got))
+	dones[3](balancer.DoneInfo{BytesSent: true, BytesReceived: true}) // picked 4th
+	if got := ep.Estimate(s.clk.now, tau); !near(got, 8*ms) || !near(ep.ewma.Load(), 4) {
+		t.Errorf("estimate %v at load %v, want 8ms at 4", time.Duration(got), ep.ewma.Load())
 	}
-	if got := ep.ewma.Mean(); !near(got, 8*ms) {
-		t.Errorf("mean latency = %v, want the raw 8ms", time.Duration(got))
+	// Three calls still in flight, all 8ms old: cost 8ms × 4 / 4.
+	if got := ep.Cost(s.clk.now, tau); !near(got, 8*ms) {
+		t.Errorf("cost with 3 in flight = %v, want 8ms", time.Duration(got))
 	}
 	for _, d := range dones[:3] {
 		d(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+	}
+	// Idle: a quarter of the load it was measured at (the samples at
+	// loads 3, 2 and 1 brought that load down a little).
+	if got, want := ep.Cost(s.clk.now, tau), ep.Estimate(s.clk.now, tau)/ep.ewma.Load(); !near(got, want) || ep.ewma.Load() >= 4 {
+		t.Errorf("idle cost = %v, want the estimate over the load %v", time.Duration(got), ep.ewma.Load())
 	}
 }
 

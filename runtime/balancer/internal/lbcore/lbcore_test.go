@@ -76,14 +76,14 @@ func TestEWMA(t *testing.T) {
 		t.Fatalf("initial estimate = %v (sampled %v), want the 30ms prior", got, e.Sampled())
 	}
 	// The first sample replaces the prior, even below it.
-	e.Observe(10*ms, 10*ms, sec, params)
+	e.Observe(10*ms, 1, sec, params)
 	if got := e.Estimate(sec, tau); !near(got, 10*ms) || !e.Sampled() {
 		t.Fatalf("after the first sample: %v, want 10ms", got)
 	}
 	// A low sample 100ms later moves the decayed estimate by its share of
 	// the 250ms probe interval, 0.4 (more than 1/ResponseWindow).
 	now := sec + sec/10
-	e.Observe(5*ms, 5*ms, now, params)
+	e.Observe(5*ms, 1, now, params)
 	cur := 10 * ms * math.Exp(-0.01)
 	want := cur + (5*ms-cur)*0.4
 	if got := e.Estimate(now, tau); !near(got, want) {
@@ -91,7 +91,7 @@ func TestEWMA(t *testing.T) {
 	}
 	// A sample soon after weighs 1/ResponseWindow.
 	now += sec / 100
-	e.Observe(5*ms, 5*ms, now, params)
+	e.Observe(5*ms, 1, now, params)
 	cur = want * math.Exp(-0.001)
 	want = cur + (5*ms-cur)/ResponseWindow
 	if got := e.Estimate(now, tau); !near(got, want) {
@@ -100,7 +100,7 @@ func TestEWMA(t *testing.T) {
 	// Above the estimate: a same-instant sample weighs 1/PeakWindow, twice
 	// a low one's weight.
 	cur = want
-	e.Observe(50*ms, 50*ms, now, params)
+	e.Observe(50*ms, 1, now, params)
 	want = cur + (50*ms-cur)/PeakWindow
 	if got := e.Estimate(now, tau); !near(got, want) {
 		t.Fatalf("after a slow sample: %v, want %v", got, want)
@@ -113,19 +113,19 @@ func TestEWMA(t *testing.T) {
 	// 1/ResponseWindow: a response is evidence however close to the
 	// previous one it comes.
 	cur = want
-	e.Observe(1*ms, 1*ms, now, params)
+	e.Observe(1*ms, 1, now, params)
 	if got, want := e.Estimate(now, tau), cur*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
 		t.Fatalf("same-instant low sample: %v, want %v", got, want)
 	}
 	// A probe interval after the last sample the estimate is stale: the
 	// next response replaces it.
 	now += sec
-	e.Observe(2*ms, 2*ms, now, params)
+	e.Observe(2*ms, 1, now, params)
 	if got := e.Estimate(now, tau); !near(got, 2*ms) {
 		t.Fatalf("a probe interval later: %v, want 2ms", got)
 	}
 	// A sample stamped before the last one never steps the stamp back.
-	e.Observe(1*ms, 1*ms, 0, params)
+	e.Observe(1*ms, 1, 0, params)
 	if _, stamp := e.load(); stamp != now {
 		t.Fatalf("stamp = %d, want %d", stamp, now)
 	}
@@ -135,10 +135,10 @@ func TestEWMAConvergesToSteadyLatency(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
 	now := int64(0)
-	e.Observe(20*ms, 20*ms, now, params)
+	e.Observe(20*ms, 1, now, params)
 	for range 100 { // 100 samples of 2ms, 1ms apart
 		now += int64(time.Millisecond)
-		e.Observe(2*ms, 2*ms, now, params)
+		e.Observe(2*ms, 1, now, params)
 	}
 	// 18ms × (7/8)^100 ≈ 30ns remains of the peak.
 	if got := e.Estimate(now, tau); math.Abs(got-2*ms) > 0.01*ms {
@@ -152,20 +152,20 @@ func TestEWMAConvergesToSteadyLatency(t *testing.T) {
 func TestEWMAObserveBound(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.ObserveBound(5*ms, 0, tau) // the first evidence replaces the prior, even below it
+	e.ObserveBound(5*ms, 1, 0, tau) // the first evidence replaces the prior, even below it
 	if got := e.Estimate(0, tau); !near(got, 5*ms) || !e.Sampled() {
 		t.Fatalf("bound on the prior: %v (sampled %v), want 5ms", got, e.Sampled())
 	}
-	e.Observe(10*ms, 10*ms, 0, params)
-	e.ObserveBound(5*ms, 0, tau) // a lower bound below the estimate says nothing
+	e.Observe(10*ms, 1, 0, params)
+	e.ObserveBound(5*ms, 1, 0, tau) // a lower bound below the estimate says nothing
 	if got := e.Estimate(0, tau); !near(got, 10*ms) {
 		t.Fatalf("low bound moved the estimate to %v", got)
 	}
-	e.ObserveBound(80*ms, 0, tau) // latency is at least 80ms: raised
+	e.ObserveBound(80*ms, 1, 0, tau) // latency is at least 80ms: raised
 	if got := e.Estimate(0, tau); !near(got, 80*ms) {
 		t.Fatalf("high bound: %v, want 80ms", got)
 	}
-	e.Observe(3*ms, 3*ms, 0, params) // the next response replaces it
+	e.Observe(3*ms, 1, 0, params) // the next response replaces it
 	if got := e.Estimate(0, tau); !near(got, 3*ms) {
 		t.Fatalf("response after a bound: %v, want 3ms", got)
 	}
@@ -369,7 +369,7 @@ func TestProbeClaimedOnce(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 	})
 	ready[0].EP.ewma.ObservePenalty(float64(time.Second), 0, tau) // a: penalised, idle
-	ready[1].EP.ewma.Observe(ms, ms, 0, params)
+	ready[1].EP.ewma.Observe(ms, 1, 0, params)
 	clk.now = 2 * sec
 	busy(ready[1].EP, 2, clk.now) // b: busy, so never due
 	p := tr.Params()
@@ -398,22 +398,22 @@ func TestProbeClaimedOnce(t *testing.T) {
 func TestPenaltyReplacedByNextResponse(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.Observe(2*ms, 2*ms, sec, params)
+	e.Observe(2*ms, 1, sec, params)
 	e.ObservePenalty(1000*ms, sec, tau) // a failure: the penalty is a peak
 	if got := e.Estimate(sec, tau); !near(got, 1000*ms) {
 		t.Fatalf("after a failure: %v, want the 1s penalty", time.Duration(got))
 	}
 	e.ObservePenalty(1000*ms, 2*sec, tau) // failing again: still penalised
-	e.ObserveBound(1500*ms, 2*sec, tau)   // a timeout raises it further
-	e.ObserveBound(5*ms, 2*sec, tau)      // a low bound says nothing
+	e.ObserveBound(1500*ms, 1, 2*sec, tau)   // a timeout raises it further
+	e.ObserveBound(5*ms, 1, 2*sec, tau)      // a low bound says nothing
 	if got := e.Estimate(2*sec, tau); !near(got, 1500*ms) {
 		t.Fatalf("after failures: %v, want 1.5s", time.Duration(got))
 	}
-	e.Observe(3*ms, 3*ms, 2*sec, params) // a response replaces the penalty
+	e.Observe(3*ms, 1, 2*sec, params) // a response replaces the penalty
 	if got := e.Estimate(2*sec, tau); !near(got, 3*ms) {
 		t.Fatalf("after a response: %v, want 3ms", time.Duration(got))
 	}
-	e.Observe(1*ms, 1*ms, 2*sec, params) // and later responses blend as usual
+	e.Observe(1*ms, 1, 2*sec, params) // and later responses blend as usual
 	if got, want := e.Estimate(2*sec, tau), 3*ms*(1-1.0/ResponseWindow)+1*ms/ResponseWindow; !near(got, want) {
 		t.Fatalf("after a second response: %v, want %v", time.Duration(got), time.Duration(want))
 	}
@@ -470,10 +470,10 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
-	ready[0].EP.ewma.Observe(10*ms, 10*ms, 0, params) // a: 10ms, idle: cost 10
-	ready[1].EP.ewma.Observe(2*ms, 2*ms, 0, params)   // b: 2ms, 29 in flight: cost 60
+	ready[0].EP.ewma.Observe(10*ms, 1, 0, params) // a: 10ms, idle: cost 10
+	ready[1].EP.ewma.Observe(2*ms, 1, 0, params)   // b: 2ms, 29 in flight: cost 60
 	busy(ready[1].EP, 29, 0)
-	ready[2].EP.ewma.Observe(1*ms, 1*ms, 0, params) // c: 1ms, 1 in flight: cost 2
+	ready[2].EP.ewma.Observe(1*ms, 1, 0, params) // c: 1ms, 1 in flight: cost 2
 	busy(ready[2].EP, 1, 0)
 	tests := []struct {
 		i, j uint64 // the draw: i from the low word, j from the high word
@@ -494,14 +494,14 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 }
 
 // TestSoftChoice: beyond the noise band, the cheaper of two endpoints
-// wins with probability ρ⁴/(1+ρ⁴), ρ being their ratio over the band.
+// wins with probability ρ⁶/(1+ρ⁶), ρ being their ratio over the band.
 func TestSoftChoice(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(17, 17))
-	p4 := func(x float64) float64 { return x * x * x * x }
+	p6 := func(x float64) float64 { return x * x * x * x * x * x }
 	for _, tc := range []struct{ ci, cj, want float64 }{
-		{1, 2, p4(2/noiseBand) / (1 + p4(2/noiseBand))},
-		{2, 1, 1 / (1 + p4(2/noiseBand))},
-		{1, 10, p4(10/noiseBand) / (1 + p4(10/noiseBand))},
+		{1, 2, p6(2/noiseBand) / (1 + p6(2/noiseBand))},
+		{2, 1, 1 / (1 + p6(2/noiseBand))},
+		{1, 10, p6(10/noiseBand) / (1 + p6(10/noiseBand))},
 		{0, 3, 1},
 	} {
 		const n = 100000
@@ -523,8 +523,8 @@ func TestSoftChoice(t *testing.T) {
 func TestPreferTakesTurnsWithinNoise(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a", "b")
 	a, b := s.ready[0].EP, s.ready[1].EP
-	a.ewma.Observe(ms, ms, 0, params)
-	b.ewma.Observe(1.4*ms, 1.4*ms, 0, params)
+	a.ewma.Observe(ms, 1, 0, params)
+	b.ewma.Observe(1.4*ms, 1, 0, params)
 	a.lastPick.Store(10)
 	b.lastPick.Store(5)
 	for _, r := range []uint64{0, half, ^uint64(0)} {
@@ -534,14 +534,14 @@ func TestPreferTakesTurnsWithinNoise(t *testing.T) {
 	}
 	// b: 0.6ms × 2 = 1.2ms, within the band of a's 1ms, but busier.
 	b.ewma.Init(0, 0)
-	b.ewma.Observe(0.6*ms, 0.6*ms, 0, params)
+	b.ewma.Observe(0.6*ms, 1, 0, params)
 	busy(b, 1, 20)
 	if !s.tr.prefer(a, b, 20, params, half) || s.tr.prefer(b, a, 20, params, half) {
 		t.Fatal("within the band, the endpoint with more calls in flight won")
 	}
 	// b: 5ms × 2, beyond the band: cost decides, whatever the turn.
 	b.ewma.Init(0, 0)
-	b.ewma.Observe(5*ms, 5*ms, 0, params)
+	b.ewma.Observe(5*ms, 1, 0, params)
 	b.lastPick.Store(0)
 	if !s.tr.prefer(a, b, 20, params, half) {
 		t.Error("a 10× cheaper endpoint lost at u = 1/2")
@@ -576,7 +576,7 @@ func TestAvoidSet(t *testing.T) {
 		child("b", connectivity.Ready, &fakePicker{}),
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
-	ready[2].EP.ewma.Observe(0.001*ms, 0.001*ms, 0, params) // c is by far the cheapest
+	ready[2].EP.ewma.Observe(0.001*ms, 1, 0, params) // c is by far the cheapest
 	for range 200 {
 		a := new(callinfo.Attempts)
 		a.Add("c")
@@ -748,8 +748,8 @@ func (pfPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 func TestEWMAPriorSurvivesCensoredSamples(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.ObserveBound(50*ms, sec, tau)    // at least 50ms: evidence, but no measurement
-	e.Observe(2*ms, 2*ms, sec, params) // so the first response still replaces it
+	e.ObserveBound(50*ms, 1, sec, tau)    // at least 50ms: evidence, but no measurement
+	e.Observe(2*ms, 1, sec, params) // so the first response still replaces it
 	if got := e.Estimate(sec, tau); !near(got, 2*ms) {
 		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
 	}
@@ -763,7 +763,7 @@ func TestUnsampledEndpointIsProbedOneCallAtATime(t *testing.T) {
 		child("new", connectivity.Ready, &fakePicker{}),
 	})
 	old, nw := &ready[1], &ready[0] // sorted by address: "new" < "old"
-	old.EP.ewma.Observe(1*ms, 1*ms, 0, params)
+	old.EP.ewma.Observe(1*ms, 1, 0, params)
 	busy(old.EP, 3, 0) // old costs 1ms × 4 = 4ms
 	// Idle and never measured: free, so it gets the next call at once.
 	if got := tr.ChooseP2C(ready, 0, tr.Params(), nil); &ready[got] != nw {
@@ -820,9 +820,9 @@ func TestQuietClientProbesAreBounded(t *testing.T) {
 	}
 }
 
-// TestFailureStreak: EjectAfter failures or timeouts in a row make an
-// endpoint Failing; a cancelled call says nothing either way; any
-// response, an application error included, ends the streak.
+// TestFailureStreak: EjectAfter failures or EjectAfterTimeouts timeouts
+// in a row make an endpoint Failing; a cancelled call says nothing either
+// way; any response, an application error included, ends the streak.
 func TestFailureStreak(t *testing.T) {
 	clk := &fakeClock{}
 	tr := newTestTracker(clk, 1)
@@ -835,13 +835,12 @@ func TestFailureStreak(t *testing.T) {
 		}
 		pickDone(t, tr, &ready[0], nil)(balancer.DoneInfo{Err: err, BytesSent: true})
 	}
-	for range EjectAfter - 2 {
+	for range EjectAfter - 1 {
 		end(codes.Unavailable)
 	}
-	end(codes.DeadlineExceeded)
 	end(codes.Canceled)
 	if ep.Failing() {
-		t.Fatalf("Failing after %d failures, a timeout and a cancel, want %d failures in a row", EjectAfter-2, EjectAfter)
+		t.Fatalf("Failing after %d failures and a cancel, want %d failures in a row", EjectAfter-1, EjectAfter)
 	}
 	end(codes.Unavailable)
 	if !ep.Failing() {
@@ -851,8 +850,15 @@ func TestFailureStreak(t *testing.T) {
 	if ep.Failing() {
 		t.Fatal("still Failing after an application error, which is a response")
 	}
-	for range EjectAfter {
-		end(codes.Unavailable)
+	for range EjectAfterTimeouts - 1 {
+		end(codes.DeadlineExceeded)
+	}
+	if ep.Failing() {
+		t.Fatalf("Failing after %d timeouts, want %d in a row", EjectAfterTimeouts-1, EjectAfterTimeouts)
+	}
+	end(codes.DeadlineExceeded)
+	if !ep.Failing() {
+		t.Fatalf("not Failing after %d timeouts in a row", EjectAfterTimeouts)
 	}
 	end(codes.OK)
 	if ep.Failing() {

@@ -111,16 +111,16 @@ func TestEWMAStallIsNoPeak(t *testing.T) {
 	step := int64(250 * time.Microsecond)
 	for range 100 {
 		now += step
-		e.Observe(1*ms, 1*ms, now, params)
+		e.Observe(1*ms, 1, now, params)
 	}
 	now += step
-	e.Observe(10*ms, 10*ms, now, params) // a stall
+	e.Observe(10*ms, 1, now, params) // a stall
 	if got := e.Estimate(now, tau); got < 3*ms || got > 3.5*ms {
 		t.Fatalf("after the stall: %v, want a quarter of the way to 10ms", time.Duration(got))
 	}
 	for range 20 { // 5 ms of fast responses
 		now += step
-		e.Observe(1*ms, 1*ms, now, params)
+		e.Observe(1*ms, 1, now, params)
 	}
 	if got := e.Estimate(now, tau); got > 1.2*ms {
 		t.Errorf("20 responses of 1ms after a 10ms stall: estimate %v, want < 1.2ms", time.Duration(got))
@@ -135,10 +135,10 @@ func TestEWMASlowEndpointNotHiddenByFewFastResponses(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
 	now := int64(0)
-	e.Observe(10*ms, 10*ms, now, params)
+	e.Observe(10*ms, 1, now, params)
 	for range 2 {
 		now += int64(time.Millisecond)
-		e.Observe(1*ms, 1*ms, now, params)
+		e.Observe(1*ms, 1, now, params)
 	}
 	if got := e.Estimate(now, tau); got < 7*ms {
 		t.Errorf("10ms endpoint after two 1ms responses: %v, want >= 7ms", time.Duration(got))
@@ -150,7 +150,7 @@ func TestEWMASlowEndpointNotHiddenByFewFastResponses(t *testing.T) {
 		if i%4 == 0 {
 			rtt = 10 * ms
 		}
-		e.Observe(rtt, rtt, now, params)
+		e.Observe(rtt, 1, now, params)
 		lo = min(lo, e.Estimate(now, tau))
 	}
 	if lo < 3.25*ms {

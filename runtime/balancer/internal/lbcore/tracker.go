@@ -53,7 +53,7 @@ type Endpoint struct {
 	streams  atomic.Int64 // streams in flight
 	picks    atomic.Uint64
 	failures atomic.Uint64
-	streak   atomic.Int64 // failures in a row; a response ends the streak
+	streak   atomic.Int64 // weight of the failures in a row (see EjectAfter); an answer ends it
 	lastPick atomic.Int64 // clock reading of the latest pick (or probe claim)
 	ewma     EWMA
 	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
@@ -105,37 +105,38 @@ func (e *Endpoint) Picks() uint64 { return e.picks.Load() }
 // or ran out of time.
 func (e *Endpoint) Failures() uint64 { return e.failures.Load() }
 
-// Estimate returns e's latency estimate (ns, per call in flight) as of
-// now, decayed with tau (ns) and floored (see minEstimate).
+// Estimate returns e's latency estimate (ns) as of now, decayed with tau
+// (ns) and floored (see minEstimate).
 func (e *Endpoint) Estimate(now int64, tau float64) float64 {
 	return max(e.ewma.Estimate(now, tau), minEstimate)
 }
 
 // Cost is what a call sent to e now is expected to wait, in ns:
 //
-//	cost = estimate × (in flight + 1), at least the mean age of e's unary
-//	calls in flight.
+//	cost = estimate × (in flight + 1) / load, at least the mean age of
+//	e's unary calls in flight,
 //
-// The estimate is load-normalised: each response's latency is divided by
-// the calls that were in flight on the endpoint when it was picked, itself
-// included. A latency measured at a load of m calls already holds whatever
-// queueing those m calls caused, and multiplying it again by the load, as
-// linkerd2-proxy's and Finagle's peak-EWMA do, counts that load twice: a
-// fast endpoint with a few calls in flight then looks dearer than an idle
-// one ten times slower (so with 16 callers over four backends, one of them
-// 10× slower, the slow one won a P2C round against a busy fast one often
-// enough to take 1% of calls and set the p99). By Little's law the
-// normalised latency is the time per call of the endpoint's throughput,
-// and cost predicts the next call's latency both for a server that shares
-// a fixed capacity between its calls (latency grows with load) and for one
-// that does not (latency flat; cost then stays near that latency at the
-// load the endpoint usually carries).
+// load being the mean number of calls in flight (each included) when the
+// calls behind the estimate were picked. A latency measured at a load of
+// m calls already holds whatever queueing those m calls caused.
+// Multiplying it by the load once more, as linkerd2-proxy's and Finagle's
+// peak-EWMA do (cost = estimate × (in flight + 1)), counts that load twice,
+// and a fast endpoint carrying a few calls then looks dearer than an idle
+// one ten times slower: with 16 callers over four backends, one 10×
+// slower, the slow one won a P2C round against a busy fast one often
+// enough to take 1% of calls and set the p99. Scaling by the load relative
+// to the load of the measurement predicts the next call's latency both for
+// a server that shares a fixed capacity between its calls (latency grows
+// in proportion to load, and cost follows it) and for one that does not
+// (latency flat: cost stays near the measured latency at the load the
+// endpoint usually carries). With one serial caller the ratio is 1 and
+// cost is the estimate.
 //
 // Calls in flight that do not come back are evidence too: a hung endpoint
 // answers nothing, so its estimate would stay where its last response left
 // it while calls pile up on it. Its cost is therefore at least the mean
-// age of its unary calls in flight, which grows with the hang (a
-// stream's age is the caller's choice and is left out).
+// age of its unary calls in flight, which grows with the hang (a stream's
+// age is the caller's choice and is left out).
 //
 // An endpoint never measured costs its prior (the default RTT) × in
 // flight: nothing while idle, so every new endpoint is probed at once
@@ -147,7 +148,7 @@ func (e *Endpoint) Cost(now int64, tau float64) float64 {
 	load := float64(n) + float64(e.streams.Load())
 	var c float64
 	if e.ewma.Sampled() {
-		c = e.Estimate(now, tau) * (load + 1)
+		c = e.Estimate(now, tau) * (load + 1) / e.ewma.Load()
 	} else {
 		c = e.ewma.Estimate(now, tau) * load
 	}
@@ -176,31 +177,53 @@ func (e *Endpoint) claimProbe(now int64, base float64) bool {
 const maxProbeBackoff = 16
 
 // probeInterval is how long e may go without a pick before it is due a
-// probe: base, doubled for each failure in a row after the first, up to
-// maxProbeBackoff × base. An endpoint that answers, however slowly (a
-// cold start), is probed every base interval, so it is back within a few
-// of them once it is fast; one that keeps failing or timing out is probed
-// less and less often, as Envoy lengthens each ejection of the same host,
-// because every probe of a hung backend costs its caller a whole deadline.
+// probe: base, doubled for each failure in a row (a timeout counts as two
+// and a half), up to maxProbeBackoff × base. An endpoint that answers,
+// however slowly (a cold start), is probed every base interval, so it is
+// back within a few of them once it is fast; one that keeps failing or
+// timing out is probed less and less often, as Envoy lengthens each
+// ejection of the same host, because every probe of a hung backend costs
+// its caller a whole deadline.
 func (e *Endpoint) probeInterval(base float64) float64 {
-	k := min(max(e.streak.Load()-1, 0), 4) // 2^4 = maxProbeBackoff
+	k := min(e.streak.Load()/failureWeight, 4) // 2^4 = maxProbeBackoff
 	return base * float64(int64(1)<<k)
 }
 
 // EjectAfter is how many failures in a row (calls ending in a failure
-// code, UNAVAILABLE by default, or running out of time, or overtaken by a
-// later hedged attempt, with no answer between them) eject an endpoint:
-// pickers then pass it by, except for one probe per probe interval, until
-// an answer ends the streak. Under CONSISTENT_HASH its keys go to their
-// next endpoint on the ring meanwhile, as while it is not READY. Five is
-// the default of Envoy's outlier detection (consecutive_5xx and
-// consecutive_local_origin_failure, which counts timeouts): one or two
-// failures are an incident, not a broken backend, and do not move keys
-// that a cache may be warm for.
-const EjectAfter = 5
+// code, UNAVAILABLE by default, or overtaken by a later hedged attempt,
+// with no answer between them) eject an endpoint; EjectAfterTimeouts is
+// how many timeouts (DEADLINE_EXCEEDED) in a row do, and a mix ejects in
+// proportion. Pickers then pass the endpoint by, except for one probe per
+// probe interval, until an answer ends the streak. Under CONSISTENT_HASH
+// its keys go to their next endpoint on the ring meanwhile, as while it is
+// not READY.
+//
+// Five failures is the default of Envoy's outlier detection
+// (consecutive_5xx): one or two failures are an incident, not a broken
+// backend, and do not move keys that a cache may be warm for. A timeout
+// weighs more: it cost its caller the whole deadline, where a failure cost
+// a fast error that a retry or a hedge absorbs, and five of them in a row
+// are five deadlines lost to a hung backend before it is ejected (Envoy
+// counts them with the failures, consecutive_local_origin_failure, also
+// five). Two timeouts in a row with no answer between are rare for a
+// healthy backend unless the deadline is below its usual latency, when it
+// is failing that caller anyway.
+const (
+	EjectAfter         = 5
+	EjectAfterTimeouts = 2
+)
 
-// Failing reports whether e has failed EjectAfter calls in a row.
-func (e *Endpoint) Failing() bool { return e.streak.Load() >= EjectAfter }
+// The weights of a failure and of a timeout in Endpoint.streak: ejection
+// is at failureWeight × EjectAfter = timeoutWeight × EjectAfterTimeouts.
+const (
+	failureWeight = 2
+	timeoutWeight = 5
+	ejectWeight   = failureWeight * EjectAfter
+)
+
+// Failing reports whether e's failures and timeouts in a row reach
+// EjectAfter failures' worth.
+func (e *Endpoint) Failing() bool { return e.streak.Load() >= ejectWeight }
 
 // Ejected reports whether a call should pass e by: e is Failing and not
 // due a probe. It claims the probe when one is due, so of the calls that
@@ -526,36 +549,35 @@ func (e *Endpoint) finish(info balancer.DoneInfo, o outcome) {
 		}
 		return
 	}
-	rtt := float64(now - o.start)
-	x := rtt / float64(max(o.load, 1))
+	rtt, m := float64(now-o.start), float64(o.load)
 	switch {
 	case err == nil:
-		e.answered(o, x, rtt, now, p)
+		e.answered(o, rtt, m, now, p)
 	case p.Failure(code):
-		e.fail(p, max(x, p.FailurePenalty), now)
+		e.fail(p, max(rtt, p.FailurePenalty), now)
 	case code == codes.DeadlineExceeded:
 		e.failures.Add(1)
-		e.streak.Add(1)
-		e.ewma.ObserveBound(x, now, p.Tau)
+		e.streak.Add(timeoutWeight)
+		e.ewma.ObserveBound(rtt, m, now, p.Tau)
 	case code == codes.Canceled:
 		if o.attempts != nil && o.attempts.Overtaken(o.ordinal) {
-			e.streak.Add(1)
+			e.streak.Add(failureWeight)
 		}
-		e.ewma.ObserveBound(x, now, p.Tau)
+		e.ewma.ObserveBound(rtt, m, now, p.Tau)
 	default:
-		e.answered(o, x, rtt, now, p)
+		e.answered(o, rtt, m, now, p)
 	}
 }
 
-// answered accounts a response: sample x (load-normalised) of a call that
+// answered accounts a response: a call picked with m calls in flight that
 // took rtt.
-func (e *Endpoint) answered(o outcome, x, rtt float64, now int64, p *Params) {
+func (e *Endpoint) answered(o outcome, rtt, m float64, now int64, p *Params) {
 	if e.streak.Load() != 0 {
 		// Read before writing, so that the common case (no streak) does
 		// not write to a line other cores read.
 		e.streak.Store(0)
 	}
-	e.ewma.Observe(x, rtt, now, p)
+	e.ewma.Observe(rtt, m, now, p)
 	if o.attempts != nil {
 		o.attempts.Answered(o.ordinal)
 	}
@@ -565,6 +587,6 @@ func (e *Endpoint) answered(o outcome, x, rtt float64, now int64, p *Params) {
 // sample.
 func (e *Endpoint) fail(p *Params, penalty float64, now int64) {
 	e.failures.Add(1)
-	e.streak.Add(1)
+	e.streak.Add(failureWeight)
 	e.ewma.ObservePenalty(penalty, now, p.Tau)
 }
