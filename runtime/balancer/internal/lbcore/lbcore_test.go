@@ -403,9 +403,9 @@ func TestPenaltyReplacedByNextResponse(t *testing.T) {
 	if got := e.Estimate(sec, tau); !near(got, 1000*ms) {
 		t.Fatalf("after a failure: %v, want the 1s penalty", time.Duration(got))
 	}
-	e.ObservePenalty(1000*ms, 2*sec, tau) // failing again: still penalised
-	e.ObserveBound(1500*ms, 1, 2*sec, tau)   // a timeout raises it further
-	e.ObserveBound(5*ms, 1, 2*sec, tau)      // a low bound says nothing
+	e.ObservePenalty(1000*ms, 2*sec, tau)  // failing again: still penalised
+	e.ObserveBound(1500*ms, 1, 2*sec, tau) // a timeout raises it further
+	e.ObserveBound(5*ms, 1, 2*sec, tau)    // a low bound says nothing
 	if got := e.Estimate(2*sec, tau); !near(got, 1500*ms) {
 		t.Fatalf("after failures: %v, want 1.5s", time.Duration(got))
 	}
@@ -471,7 +471,7 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 		child("c", connectivity.Ready, &fakePicker{}),
 	})
 	ready[0].EP.ewma.Observe(10*ms, 1, 0, params) // a: 10ms, idle: cost 10
-	ready[1].EP.ewma.Observe(2*ms, 1, 0, params)   // b: 2ms, 29 in flight: cost 60
+	ready[1].EP.ewma.Observe(2*ms, 1, 0, params)  // b: 2ms, 29 in flight: cost 60
 	busy(ready[1].EP, 29, 0)
 	ready[2].EP.ewma.Observe(1*ms, 1, 0, params) // c: 1ms, 1 in flight: cost 2
 	busy(ready[2].EP, 1, 0)
@@ -748,8 +748,8 @@ func (pfPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 func TestEWMAPriorSurvivesCensoredSamples(t *testing.T) {
 	var e EWMA
 	e.Init(30*ms, 0)
-	e.ObserveBound(50*ms, 1, sec, tau)    // at least 50ms: evidence, but no measurement
-	e.Observe(2*ms, 1, sec, params) // so the first response still replaces it
+	e.ObserveBound(50*ms, 1, sec, tau) // at least 50ms: evidence, but no measurement
+	e.Observe(2*ms, 1, sec, params)    // so the first response still replaces it
 	if got := e.Estimate(sec, tau); !near(got, 2*ms) {
 		t.Fatalf("estimate = %v, want 2ms", time.Duration(got))
 	}
