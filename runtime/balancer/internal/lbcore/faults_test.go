@@ -312,9 +312,10 @@ func TestFaultDiscardedPick(t *testing.T) {
 
 // TestFaultCostScalesWithLoadOfMeasurement: the estimate is kept with the
 // load it was measured at (calls in flight when each sampled call was
-// picked, itself included), and cost scales it by the load now relative
-// to that: a latency measured at four calls in flight is what a fifth
-// call would wait there with four in flight, not four times that.
+// picked, itself included). Cost scales it up by the load now beyond that
+// load, and never down: a latency measured at four calls in flight is what
+// a fifth call waits there with four in flight, not four times that; and
+// an idle endpoint is not cheaper than it measured.
 func TestFaultCostScalesWithLoadOfMeasurement(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a")
 	ep := s.ready[0].EP
@@ -331,13 +332,20 @@ func TestFaultCostScalesWithLoadOfMeasurement(t *testing.T) {
 	if got := ep.Cost(s.clk.now, tau); !near(got, 8*ms) {
 		t.Errorf("cost with 3 in flight = %v, want 8ms", time.Duration(got))
 	}
-	for _, d := range dones[:3] {
+	// Eight in flight: cost 8ms × 9/4.
+	var more []func(balancer.DoneInfo)
+	for range 5 {
+		more = append(more, pickDone(t, s.tr, &s.ready[0], nil))
+	}
+	if got := ep.Cost(s.clk.now, tau); !near(got, 18*ms) {
+		t.Errorf("cost with 8 in flight = %v, want 8ms × 9/4 = 18ms", time.Duration(got))
+	}
+	for _, d := range append(dones[:3], more...) {
 		d(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
 	}
-	// Idle: a quarter of the load it was measured at (the samples at
-	// loads 3, 2 and 1 brought that load down a little).
-	if got, want := ep.Cost(s.clk.now, tau), ep.Estimate(s.clk.now, tau)/ep.ewma.Load(); !near(got, want) || ep.ewma.Load() >= 4 {
-		t.Errorf("idle cost = %v, want the estimate over the load %v", time.Duration(got), ep.ewma.Load())
+	// Idle: the estimate, not less.
+	if got := ep.Cost(s.clk.now, tau); !near(got, ep.Estimate(s.clk.now, tau)) {
+		t.Errorf("idle cost = %v, want the estimate %v", time.Duration(got), time.Duration(ep.Estimate(s.clk.now, tau)))
 	}
 }
 

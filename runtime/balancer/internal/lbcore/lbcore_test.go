@@ -494,14 +494,14 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 }
 
 // TestSoftChoice: beyond the noise band, the cheaper of two endpoints
-// wins with probability ρ⁶/(1+ρ⁶), ρ being their ratio over the band.
+// wins with probability ρ⁸/(1+ρ⁸), ρ being their ratio over the band.
 func TestSoftChoice(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(17, 17))
-	p6 := func(x float64) float64 { return x * x * x * x * x * x }
+	p8 := func(x float64) float64 { x *= x; x *= x; return x * x }
 	for _, tc := range []struct{ ci, cj, want float64 }{
-		{1, 2, p6(2/noiseBand) / (1 + p6(2/noiseBand))},
-		{2, 1, 1 / (1 + p6(2/noiseBand))},
-		{1, 10, p6(10/noiseBand) / (1 + p6(10/noiseBand))},
+		{1, 2, p8(2/noiseBand) / (1 + p8(2/noiseBand))},
+		{2, 1, 1 / (1 + p8(2/noiseBand))},
+		{1, 10, p8(10/noiseBand) / (1 + p8(10/noiseBand))},
 		{0, 3, 1},
 	} {
 		const n = 100000

@@ -56,7 +56,7 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 //     backends share a serial caller's calls instead of the one whose
 //     estimate happens to be lowest taking all of them; beyond it the
 //     cheaper wins all but always, softly, so that a real difference
-//     decides (2× costlier: 15% of the draws; 10×: 0.001%).
+//     decides (2× costlier: 9% of the draws; 3×: 0.4%).
 //
 // r is the random word the pair was drawn from; the soft choice draws from
 // a mix of it, so that a pick costs one random word.
@@ -86,6 +86,7 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64
 	if !t.prefer(ei, ej, now, p, mix(r)) {
 		w, l = j, i
 	}
+
 	if di && !ready[w].EP.claimProbe(now, p.ProbeInterval) {
 		// Both were due: cost decided, and the winner's probe went out
 		// with a concurrent pick.
@@ -135,19 +136,22 @@ func (t *Tracker) prefer(ei, ej *Endpoint, now int64, p *Params, r uint64) bool 
 // softChoice reports whether the endpoint of cost ci should win over the
 // one of cost cj, given 64 random bits r, when their costs differ by more
 // than noiseBand: the dearer cost is taken over noiseBand, and the
-// cheaper endpoint wins with probability b⁶/(a⁶+b⁶) of the two. A ratio
-// of 2 then weighs as 1.33 (the dearer wins 15% of such draws), one of 3
-// as 2 (1.5%), one of 10 as 6.7 (1 in 90000). The sixth power keeps a
-// backend that is 10× slower at rest, and only about 4× dearer than a
-// busy fast one when the client itself is short of CPU, below 0.5% of
-// the calls.
+// cheaper endpoint wins with probability b⁸/(a⁸+b⁸) of the two. A ratio
+// of 2 then weighs as 1.33 (the dearer wins 9% of such draws), one of 3
+// as 2 (0.4%), one of 10 as 6.7 (never, to a few parts in a million). So
+// the soft zone is narrow: it lets an endpoint just beyond the noise get
+// the odd call, whose answer brings it back if its estimate was a fluke,
+// and keeps a backend that is 10× slower at rest, but only about 3×
+// dearer than a busy fast one when the client itself is short of CPU,
+// below 0.5% of the calls.
 func softChoice(ci, cj float64, r uint64) bool {
 	if ci <= cj {
 		cj /= noiseBand
 	} else {
 		ci /= noiseBand
 	}
-	a, b := ci*ci*ci, cj*cj*cj
+	a, b := ci*ci, cj*cj
+	a, b = a*a, b*b
 	a, b = a*a, b*b
 	if a+b == 0 {
 		return r>>63 == 0

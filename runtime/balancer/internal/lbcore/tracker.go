@@ -113,8 +113,8 @@ func (e *Endpoint) Estimate(now int64, tau float64) float64 {
 
 // Cost is what a call sent to e now is expected to wait, in ns:
 //
-//	cost = estimate × (in flight + 1) / load, at least the mean age of
-//	e's unary calls in flight,
+//	cost = estimate × max(1, (in flight + 1) / load), at least the mean
+//	age of e's unary calls in flight,
 //
 // load being the mean number of calls in flight (each included) when the
 // calls behind the estimate were picked. A latency measured at a load of
@@ -124,13 +124,14 @@ func (e *Endpoint) Estimate(now int64, tau float64) float64 {
 // and a fast endpoint carrying a few calls then looks dearer than an idle
 // one ten times slower: with 16 callers over four backends, one 10×
 // slower, the slow one won a P2C round against a busy fast one often
-// enough to take 1% of calls and set the p99. Scaling by the load relative
-// to the load of the measurement predicts the next call's latency both for
-// a server that shares a fixed capacity between its calls (latency grows
-// in proportion to load, and cost follows it) and for one that does not
-// (latency flat: cost stays near the measured latency at the load the
-// endpoint usually carries). With one serial caller the ratio is 1 and
-// cost is the estimate.
+// enough to take 1% of calls and set the p99. Here the estimate grows in
+// proportion to the load beyond the load it was measured at, as it does
+// for a server that shares a fixed capacity between its calls; and it does
+// not fall below the estimate when fewer calls are in flight than then,
+// since many servers' latency does not fall with their load (it is their
+// downstreams', or a sleep in a test), and an endpoint measured in a burst
+// and idle since would otherwise look cheaper than it is. With one serial
+// caller the ratio is 1 and cost is the estimate.
 //
 // Calls in flight that do not come back are evidence too: a hung endpoint
 // answers nothing, so its estimate would stay where its last response left
@@ -148,7 +149,7 @@ func (e *Endpoint) Cost(now int64, tau float64) float64 {
 	load := float64(n) + float64(e.streams.Load())
 	var c float64
 	if e.ewma.Sampled() {
-		c = e.Estimate(now, tau) * (load + 1) / e.ewma.Load()
+		c = e.Estimate(now, tau) * max(1, (load+1)/e.ewma.Load())
 	} else {
 		c = e.ewma.Estimate(now, tau) * load
 	}
