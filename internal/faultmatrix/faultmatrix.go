@@ -125,6 +125,8 @@ type Config struct {
 	// ColdDuration is the duration of a cold-start cell, long enough to
 	// see the odd backend back to its share; 0 means Duration.
 	ColdDuration time.Duration
+	// HungDuration, when set, is the duration of the hung cells.
+	HungDuration time.Duration
 	MaxCalls     int // bound of a cell's calls, beside its duration
 
 	Streamers      int           // goroutines opening Watch streams in Streams
@@ -149,22 +151,27 @@ func DefaultConfig() Config {
 }
 
 // TestConfig is the configuration of the root module's test, which runs
-// under the race detector on a loaded 2-core machine: 3 ms backends (30 ms
-// slow), so that scheduling delays do not blur fast and slow while a lone
-// caller still makes a few hundred calls per cell, and cells of 2 s (cold
-// start: 4 s, so that its second half begins at the 2 s of the recovery
-// goal).
+// under the race detector on a loaded 2-core machine, where a call spends
+// a few milliseconds in the client alone: 5 ms backends (50 ms slow), so
+// that the slow one is still several times slower than a fast one as the
+// client sees them, and cells of 2 s (cold start: 4 s, so that its second
+// half begins at the 2 s of the recovery goal; hung: 5 s, since a lone
+// caller makes only a few hundred calls, and a hung backend costs it its
+// first call and a probe or two whatever the cell's length).
 func TestConfig() Config {
-	return Config{Backends: 4, Fast: 3 * time.Millisecond, SlowFactor: 10, Deadline: 300 * time.Millisecond,
-		Duration: 2 * time.Second, ColdDuration: 4 * time.Second, MaxCalls: 50_000,
+	return Config{Backends: 4, Fast: 5 * time.Millisecond, SlowFactor: 10, Deadline: 300 * time.Millisecond,
+		Duration: 2 * time.Second, ColdDuration: 4 * time.Second, HungDuration: 5 * time.Second, MaxCalls: 50_000,
 		Streamers: 4, StreamCount: 10, StreamInterval: 20 * time.Millisecond,
 		ColdCalls: 5, Bucket: 250 * time.Millisecond, ReadyTimeout: 10 * time.Second, Seed: 1}
 }
 
 // duration is the load's duration in sc.
 func (c Config) duration(sc Scenario) time.Duration {
-	if sc == ColdStart && c.ColdDuration > 0 {
+	switch {
+	case sc == ColdStart && c.ColdDuration > 0:
 		return c.ColdDuration
+	case (sc == Hung || sc == HangsMidRun) && c.HungDuration > 0:
+		return c.HungDuration
 	}
 	return c.Duration
 }

@@ -70,7 +70,7 @@
 // # Budget
 //
 // Extra attempts draw on a token bucket shared by all the methods of an
-// Interceptor (WithBudget, default ratio 0.1, burst 10): it starts with
+// Interceptor (WithBudget, default ratio 0.1, burst 20): it starts with
 // burst tokens, every call of a hedged method adds ratio tokens (up to
 // burst), and every extra attempt takes one. When less than one token is
 // left the call sends no further attempts, and goes on with those it has
@@ -97,8 +97,13 @@ const maxAttempts = 5
 
 // Defaults of the options.
 const (
-	DefaultBudgetRatio   = 0.1
-	DefaultBudgetBurst   = 10
+	DefaultBudgetRatio = 0.1
+	// DefaultBudgetBurst is 20 so that a spike in which every call of a
+	// client with a dozen or two calls in flight needs a hedge at once (a
+	// backend that hangs under them, a stall of the client itself) is
+	// hedged whole: with 10, a hang under 16 callers left some calls
+	// stuck on the hung backend unhedged until their deadline.
+	DefaultBudgetBurst   = 20
 	DefaultMinDelay      = time.Millisecond
 	DefaultMaxDelay      = 10 * time.Second
 	DefaultFallbackDelay = 100 * time.Millisecond

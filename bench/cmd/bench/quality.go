@@ -54,7 +54,7 @@ func (r *report) quality() error {
 	fmt.Fprintf(&b, "Scenarios: **%s**; **%s** (backend-%d takes %v); **%s** (backend-%d answers every call with UNAVAILABLE from measured call %d on). ",
 		quality.Healthy, quality.Skewed, cfg.Backends, cfg.Slow, quality.Failing, cfg.Backends, cfg.FailAt)
 	fmt.Fprintf(&b, "Clients: `runtime.Dial(\"static:///…\", nil, WithInsecure(), WithPolicy(p))` called through the generated `greeterv1lbclient` client, with no rules (no timeouts, no retries) so that picking alone shows; ")
-	fmt.Fprintf(&b, "the hedged client adds `WithMethodRules(SayHello, MethodRules{Hedging: &HedgingPolicy{MaxAttempts: 2, DelayPercentile: 97, NonFatalCodes: [UNAVAILABLE]}})` (SayHello's annotation without its timeout), with the default budget (10%% + burst 10); ")
+	fmt.Fprintf(&b, "the hedged client adds `WithMethodRules(SayHello, MethodRules{Hedging: &HedgingPolicy{MaxAttempts: 2, DelayPercentile: 97, NonFatalCodes: [UNAVAILABLE]}})` (SayHello's annotation without its timeout), with the default budget (10%% + burst 20); ")
 	fmt.Fprintf(&b, "CONSISTENT_HASH calls carry a key drawn from a Zipf stream (s = 1.1 over 1000 accounts). ")
 	fmt.Fprintf(&b, "Every run gets a fresh fleet and client; %d rounds, interleaved. Latencies include failed calls; \"extra calls\" is `Conn.Stats().Hedging.ExtraAttempts` per measured call.\n\n", reps)
 
