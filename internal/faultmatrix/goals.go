@@ -71,10 +71,13 @@ type Goal struct {
 	Scenarios []Scenario
 	Variants  []Variant
 	Callers   []int
+	// Measure reads the goal's figure from one round of a cell.
+	Measure func(Outcome) float64
 	// Ref, when set, is the scenario whose cell of the same variant and
-	// callers Value measures against (the ref argument).
+	// callers the figure is compared with: the value judged is then the
+	// median of Measure over the cell's rounds divided by its median over
+	// the reference's.
 	Ref       Scenario
-	Value     func(o, ref Outcome) float64
 	Op        Op
 	Threshold float64
 	Unit      Unit
@@ -106,23 +109,19 @@ func (g *Goal) Cells() []Cell {
 // 1/N when every backend is alike: within [0.6/N, 1.4/N].
 const ShareTolerance = 0.4
 
-func lostRatio(o, _ Outcome) float64 { return o.LostRatio() }
-func lost(o, _ Outcome) float64      { return float64(o.Lost()) }
-func oddShare(o, _ Outcome) float64  { return o.OddShare() }
-func extra(o, _ Outcome) float64     { return o.ExtraRatio() }
-func deviation(o, _ Outcome) float64 { return o.ShareDeviation() }
-func smallest(o, _ Outcome) float64 {
+func lost(o Outcome) float64 { return float64(o.Lost()) }
+
+// smallest is the smallest share of a backend, in fair shares.
+func smallest(o Outcome) float64 {
 	lo, _ := o.ShareRange()
 	return lo / o.FairShare()
 }
 
-func percentileRatio(p float64) func(o, ref Outcome) float64 {
-	return func(o, ref Outcome) float64 { return ratio(float64(o.Percentile(p)), float64(ref.Percentile(p))) }
+func percentile(p float64) func(Outcome) float64 {
+	return func(o Outcome) float64 { return float64(o.Percentile(p)) }
 }
 
-func recoverySeconds(o, _ Outcome) float64 { return o.RecoverySeconds() }
-
-func oddShareSecondHalf(o, _ Outcome) float64 {
+func oddShareSecondHalf(o Outcome) float64 {
 	return o.OddShareSince(o.Duration/2) / o.FairShare()
 }
 
@@ -137,44 +136,44 @@ var (
 var Goals = []*Goal{
 	{ID: "hung-lost", Text: "a hung backend (from the start, or from mid-run) costs PEAK_EWMA and CONSISTENT_HASH (keyed and keyless) at most 1% of calls",
 		Metric: "lost calls", Scenarios: hungScenarios, Variants: []Variant{PeakEWMA, HashKeyed, HashKeyless}, Callers: bothCallers,
-		Value: lostRatio, Op: AtMost, Threshold: 0.01, Unit: Percent},
+		Measure: Outcome.LostRatio, Op: AtMost, Threshold: 0.01, Unit: Percent},
 	{ID: "hung-hedged-lost", Text: "a hung backend costs PEAK_EWMA + hedging no call",
 		Metric: "lost calls", Scenarios: hungScenarios, Variants: []Variant{PeakEWMAHedged}, Callers: bothCallers,
-		Value: lost, Op: AtMost, Threshold: 0, Unit: Count},
+		Measure: lost, Op: AtMost, Threshold: 0, Unit: Count},
 	{ID: "half-open-lost", Text: "a half-open address costs lbclient's variants no call",
 		Metric: "lost calls", Scenarios: []Scenario{HalfOpen}, Variants: Lbclient, Callers: bothCallers,
-		Value: lost, Op: AtMost, Threshold: 0, Unit: Count},
+		Measure: lost, Op: AtMost, Threshold: 0, Unit: Count},
 	{ID: "slow-share", Text: "PEAK_EWMA sends a 10× slow backend under 0.5% of calls (16 callers)",
 		Metric: "slow backend's share", Scenarios: []Scenario{Slow}, Variants: pe, Callers: []int{16},
-		Value: oddShare, Op: Below, Threshold: 0.005, Unit: Percent},
+		Measure: Outcome.OddShare, Op: Below, Threshold: 0.005, Unit: Percent},
 	{ID: "slow-p99", Text: "with a 10× slow backend, PEAK_EWMA's p99 is at most 1.5× its p99 on identical backends (16 callers)",
 		Metric: "p99 ÷ identical p99", Scenarios: []Scenario{Slow}, Variants: pe, Callers: []int{16}, Ref: Identical,
-		Value: percentileRatio(99), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
+		Measure: percentile(99), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
 	{ID: "slow-hedged-p999", Text: "with a 10× slow backend, PEAK_EWMA + hedging's p99.9 is at most 1.5× its p99.9 on identical backends (16 callers)",
 		Metric: "p99.9 ÷ identical p99.9", Scenarios: []Scenario{Slow}, Variants: []Variant{PeakEWMAHedged}, Callers: []int{16}, Ref: Identical,
-		Value: percentileRatio(99.9), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
+		Measure: percentile(99.9), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
 	{ID: "slow-hedged-extra", Text: "with a 10× slow backend, hedging sends at most 5% extra calls (16 callers)",
 		Metric: "extra calls", Scenarios: []Scenario{Slow}, Variants: []Variant{PeakEWMAHedged}, Callers: []int{16},
-		Value: extra, Op: AtMost, Threshold: 0.05, Unit: Percent, Timing: true},
+		Measure: Outcome.ExtraRatio, Op: AtMost, Threshold: 0.05, Unit: Percent, Timing: true},
 	{ID: "identical-share", Text: "on identical backends every backend gets within [0.6/N, 1.4/N] of the calls (CONSISTENT_HASH keyed is uneven by design: Zipf keys)",
 		Metric: "largest share's distance from 1/N", Scenarios: []Scenario{Identical}, Variants: []Variant{PeakEWMA, PeakEWMAHedged, HashKeyless}, Callers: bothCallers,
-		Value: deviation, Op: AtMost, Threshold: ShareTolerance, Unit: OffFair},
+		Measure: Outcome.ShareDeviation, Op: AtMost, Threshold: ShareTolerance, Unit: OffFair},
 	{ID: "streams-p90", Text: "long streams beside unary calls keep unary p90 within 1.5× of identical's",
 		Metric: "unary p90 ÷ identical p90", Scenarios: []Scenario{Streams}, Variants: Lbclient, Callers: bothCallers, Ref: Identical,
-		Value: percentileRatio(90), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
+		Measure: percentile(90), Op: AtMost, Threshold: 1.5, Unit: Times, Timing: true},
 	// Streams count in their endpoint's load while open, so unary calls
 	// lean away from the endpoints that hold more of them, and shares move
 	// with the streams; what must not happen is a backend starved because
 	// a stream's lifetime was taken for its latency.
 	{ID: "streams-share", Text: "long streams do not starve a backend of PEAK_EWMA's unary calls: every share at least 0.5/N",
 		Metric: "smallest share", Scenarios: []Scenario{Streams}, Variants: pe, Callers: bothCallers,
-		Value: smallest, Op: AtLeast, Threshold: 0.5, Unit: OfFair},
+		Measure: smallest, Op: AtLeast, Threshold: 0.5, Unit: OfFair},
 	{ID: "cold-recovery", Text: "a cold backend is back to its share (≥ 0.6/N in every later 250 ms bucket) within 2 s",
 		Metric: "recovery", Scenarios: []Scenario{ColdStart}, Variants: []Variant{PeakEWMA, HashKeyless}, Callers: bothCallers,
-		Value: recoverySeconds, Op: AtMost, Threshold: 2, Unit: Seconds, Timing: true},
+		Measure: Outcome.RecoverySeconds, Op: AtMost, Threshold: 2, Unit: Seconds, Timing: true},
 	{ID: "cold-share", Text: "a cold backend gets at least 0.6/N of the calls over the second half of the run",
 		Metric: "its share, second half", Scenarios: []Scenario{ColdStart}, Variants: []Variant{PeakEWMA, HashKeyless}, Callers: bothCallers,
-		Value: oddShareSecondHalf, Op: AtLeast, Threshold: RecoveredShare, Unit: OfFair},
+		Measure: oddShareSecondHalf, Op: AtLeast, Threshold: RecoveredShare, Unit: OfFair},
 }
 
 // Set holds the outcomes of cells, one per round.
@@ -187,8 +186,9 @@ func (s Set) Add(o Outcome) { s[o.Cell] = append(s[o.Cell], o) }
 type Verdict struct {
 	Goal *Goal
 	Cell Cell
-	// Value is the median over the rounds, Min and Max their range; with a
-	// reference, round i is measured against the reference's round i.
+	// Value is the median over the rounds (with a reference, the ratio of
+	// the medians), Min and Max the range of the rounds (with a reference,
+	// of each round's ratio to the reference's same round).
 	Value, Min, Max float64
 	Rounds          int
 	Pass            bool // Value meets the goal
@@ -223,29 +223,41 @@ func Check(set Set, timing bool) []Verdict {
 
 func judge(set Set, g *Goal, c Cell) Verdict {
 	v := Verdict{Goal: g, Cell: c}
-	os := set[c]
-	var refs []Outcome
-	if g.Ref != "" {
-		refs = set[Cell{Scenario: g.Ref, Variant: c.Variant, Callers: c.Callers}]
-		n := min(len(os), len(refs))
-		os, refs = os[:n], refs[:n]
-	}
-	if len(os) == 0 {
+	xs := measure(set[c], g.Measure)
+	if len(xs) == 0 {
 		v.Missing = true
 		return v
 	}
-	xs := make([]float64, len(os))
-	for i, o := range os {
-		var ref Outcome
-		if refs != nil {
-			ref = refs[i]
+	v.Rounds = len(xs)
+	if g.Ref == "" {
+		sorted := slices.Sorted(slices.Values(xs))
+		v.Value, v.Min, v.Max = median(sorted), sorted[0], sorted[len(sorted)-1]
+	} else {
+		refs := measure(set[Cell{Scenario: g.Ref, Variant: c.Variant, Callers: c.Callers}], g.Measure)
+		if len(refs) == 0 {
+			v.Missing = true
+			return v
 		}
-		xs[i] = g.Value(o, ref)
+		v.Value = ratio(median(slices.Sorted(slices.Values(xs))), median(slices.Sorted(slices.Values(refs))))
+		// The range is that of the rounds' own ratios, round i of the
+		// cell to round i of the reference.
+		n := min(len(xs), len(refs))
+		paired := make([]float64, n)
+		for i := range n {
+			paired[i] = ratio(xs[i], refs[i])
+		}
+		v.Min, v.Max = slices.Min(paired), slices.Max(paired)
 	}
-	slices.Sort(xs)
-	v.Value, v.Min, v.Max, v.Rounds = median(xs), xs[0], xs[len(xs)-1], len(xs)
 	v.Pass = g.Op.holds(v.Value, g.Threshold)
 	return v
+}
+
+func measure(os []Outcome, f func(Outcome) float64) []float64 {
+	xs := make([]float64, len(os))
+	for i, o := range os {
+		xs[i] = f(o)
+	}
+	return xs
 }
 
 // median of sorted xs.

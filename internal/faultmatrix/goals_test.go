@@ -88,6 +88,17 @@ func TestCheckAgainstReference(t *testing.T) {
 	if v := verdict(t, Check(set, true), "slow-share", slow); !v.Pass || v.Value != 0.001 {
 		t.Errorf("slow-share = %+v, want 0.1%%, met", v)
 	}
+
+	// Over rounds: the ratio of the medians (4 ms ÷ 2 ms), the range of
+	// the rounds' own ratios (3÷2, 4÷20, 30÷2).
+	set = Set{}
+	for i, ms := range []time.Duration{3, 4, 30} {
+		set.Add(outcome(slow, []int{333, 333, 333, 1}, 0, ms*time.Millisecond))
+		set.Add(outcome(ident, []int{250, 250, 250, 250}, 0, []time.Duration{2, 20, 2}[i]*time.Millisecond))
+	}
+	if v := verdict(t, Check(set, true), "slow-p99", slow); v.Pass || v.Value != 2 || v.Min != 0.2 || v.Max != 15 || v.Rounds != 3 {
+		t.Errorf("slow-p99 over 3 rounds = %v (%v–%v, %d rounds), want 2× (0.2–15, 3 rounds), not met", v, v.Min, v.Max, v.Rounds)
+	}
 }
 
 func TestRecovery(t *testing.T) {
@@ -109,7 +120,7 @@ func TestRecovery(t *testing.T) {
 
 func TestGoalsApplyToLbclientOnly(t *testing.T) {
 	for _, g := range Goals {
-		if len(g.Cells()) == 0 || g.Value == nil {
+		if len(g.Cells()) == 0 || g.Measure == nil {
 			t.Errorf("goal %s has no cell or no value", g.ID)
 		}
 		for _, v := range g.Variants {

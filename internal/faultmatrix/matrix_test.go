@@ -94,6 +94,8 @@ func TestMatrix(t *testing.T) {
 			t.Logf("%v", v) // its cell was filtered out by -run
 		case !v.Pass:
 			t.Errorf("%v", v)
+		default:
+			t.Logf("%v", v)
 		}
 	}
 }

@@ -72,12 +72,12 @@ func faultsReading(b *strings.Builder, set fm.Set, verdicts []fm.Verdict, cfg fm
 	recovery := func(sc fm.Scenario, v fm.Variant, n int) string {
 		s := med(sc, v, n, fm.Outcome.RecoverySeconds)
 		if math.IsInf(s, 1) {
-			return "never within the run"
+			return "∞"
 		}
 		return fmt.Sprintf("%.2f s", s)
 	}
-	fmt.Fprintf(b, "A cold backend is back to its share after %s under PEAK_EWMA, %s under CONSISTENT_HASH keyless and %s under round_robin. ",
-		both(recovery, fm.ColdStart, fm.PeakEWMA), both(recovery, fm.ColdStart, fm.HashKeyless), both(recovery, fm.ColdStart, fm.RoundRobin))
+	fmt.Fprintf(b, "Time until a cold backend is back to its share: PEAK_EWMA %s, CONSISTENT_HASH keyless %s, round_robin %s (∞: not within the %v run). ",
+		both(recovery, fm.ColdStart, fm.PeakEWMA), both(recovery, fm.ColdStart, fm.HashKeyless), both(recovery, fm.ColdStart, fm.RoundRobin), cfg.ColdDuration)
 
 	met, n := 0, 0
 	var notMet []string

@@ -22,7 +22,7 @@
 //	-charts DIR                                   where to write the charts (default bench/charts)
 //
 // Every load is bounded in calls and in time; the whole run takes about
-// thirteen minutes on two cores, eight of them the fault matrix.
+// twelve minutes on two cores, seven of them the fault matrix.
 package main
 
 import (
