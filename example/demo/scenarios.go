@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/connectivity"
+
 	"github.com/lbclient/lbclient/example/backend"
 	"github.com/lbclient/lbclient/example/loadgen"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
@@ -281,6 +283,29 @@ func failoverRun(ctx context.Context, v variant, cfg config) (failover, error) {
 	return fo, nil
 }
 
+// allReady waits until conn reports n READY endpoints, or ctx ends.
+func allReady(ctx context.Context, conn *runtime.Conn, n int) error {
+	for {
+		ready := 0
+		for _, e := range conn.Endpoints() {
+			if e.State == connectivity.Ready {
+				ready++
+			}
+		}
+		if ready == n {
+			return nil
+		}
+		if err := conn.WaitForReady(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // affinityScenario: keys stay on their backend, and adding a backend moves
 // few of them.
 func affinityScenario(ctx context.Context, w io.Writer, cfg config) error {
@@ -297,6 +322,12 @@ func affinityScenario(ctx context.Context, w io.Writer, cfg config) error {
 			return nil, err
 		}
 		defer c.Close()
+		// Only READY backends hold keys: a key whose backend is still
+		// connecting goes to the next one on the ring meanwhile. Start
+		// once every backend is up, as a warmed-up client would.
+		if err := allReady(ctx, c.Conn(), len(f)); err != nil {
+			return nil, err
+		}
 		where := map[string]string{}
 		for i := range keys {
 			id := fmt.Sprintf("acct-%d", i)
