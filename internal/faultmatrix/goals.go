@@ -86,7 +86,7 @@ type Goal struct {
 	// one it looks, and the race detector's cost per call, a few
 	// milliseconds, blurs a 10× difference into a 6× one.
 	TestThreshold float64
-	Unit      Unit
+	Unit          Unit
 	// Timing marks the goals that rest on latencies (percentiles, the
 	// recovery time, hedges sent on a latency percentile): the benchmark
 	// checks them; a test, which must not assert timings, does not.
