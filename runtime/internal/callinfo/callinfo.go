@@ -12,7 +12,7 @@ package callinfo
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 )
 
 // Info is what a call's context tells lbclient's pickers.
@@ -94,99 +94,81 @@ func WithStream(ctx context.Context) context.Context {
 	return with(ctx, func(i *Info) { i.Stream = true })
 }
 
-// maxInline is how many attempts an Attempts records without allocating:
-// a hedged call makes at most 5 (gRFC A6), and a transparent retry of grpc
-// re-picks for the same attempt.
-const maxInline = 8
+// maxAttempts is how many attempts an Attempts records: a hedged call
+// makes at most 5 (gRFC A6), and a transparent retry of grpc re-picks for
+// the same attempt now and then. Attempts beyond it are not recorded: the
+// avoid-set keeps the first ones.
+const maxAttempts = 8
 
 // Attempts records the endpoints the attempts of one call went to, in the
 // order they were picked, so that each further attempt of a hedged call
 // can be sent elsewhere, and which attempt answered first, so that the
 // attempts it overtook count against their endpoints. It is shared by the
-// attempts of one call and safe for concurrent use; its zero value is
-// ready to use.
+// attempts of one call and safe for concurrent use, and lock-free: each
+// attempt claims a slot, fills it and marks it ready, and readers read
+// only ready slots. Its zero value is ready to use.
 type Attempts struct {
-	mu     sync.Mutex
-	inline [maxInline]string
-	more   []string
-	n      int
-	won    int // ordinal of the first attempt that answered, plus one
+	claimed atomic.Int32
+	ready   [maxAttempts]atomic.Bool
+	addrs   [maxAttempts]string // addrs[k] is written once, before ready[k]
+	won     atomic.Int32        // ordinal of the first attempt that answered, plus one
 }
 
 // Tried reports whether an attempt of the call already went to addr.
 func (a *Attempts) Tried(addr string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i := range min(a.n, maxInline) {
-		if a.inline[i] == addr {
-			return true
-		}
-	}
-	for _, t := range a.more {
-		if t == addr {
+	for k := range a.recorded() {
+		if a.ready[k].Load() && a.addrs[k] == addr {
 			return true
 		}
 	}
 	return false
 }
 
+// recorded is how many slots may hold an attempt.
+func (a *Attempts) recorded() int { return min(int(a.claimed.Load()), maxAttempts) }
+
 // Add records that an attempt went to addr and returns the attempt's
 // ordinal: 0 for the first pick of the call, 1 for the next, and so on.
 func (a *Attempts) Add(addr string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	k := a.n
-	if k < maxInline {
-		a.inline[k] = addr
-	} else {
-		a.more = append(a.more, addr)
+	k := int(a.claimed.Add(1)) - 1
+	if k < maxAttempts {
+		a.addrs[k] = addr
+		a.ready[k].Store(true)
 	}
-	a.n++
 	return k
 }
 
 // Answered records that the attempt with ordinal k got an answer from its
 // endpoint. Only the first answer is kept.
-func (a *Attempts) Answered(k int) {
-	a.mu.Lock()
-	if a.won == 0 {
-		a.won = k + 1
-	}
-	a.mu.Unlock()
-}
+func (a *Attempts) Answered(k int) { a.won.CompareAndSwap(0, int32(k)+1) }
 
 // Overtaken reports whether an attempt picked after the one with ordinal
 // k answered first: k had been waiting longer than a later attempt's whole
 // call.
-func (a *Attempts) Overtaken(k int) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.won > k+1
-}
+func (a *Attempts) Overtaken(k int) bool { return int(a.won.Load()) > k+1 }
 
 // AppendTried appends the endpoints tried so far, in order, to dst and
 // returns the result: with room for them in dst, a snapshot that a picker
-// can search without allocating or locking again.
+// can search without allocating.
 func (a *Attempts) AppendTried(dst []string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	dst = append(dst, a.inline[:min(a.n, maxInline)]...)
-	return append(dst, a.more...)
+	for k := range a.recorded() {
+		if a.ready[k].Load() {
+			dst = append(dst, a.addrs[k])
+		}
+	}
+	return dst
 }
 
 // Addrs returns the endpoints tried so far, in order.
-func (a *Attempts) Addrs() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]string, 0, a.n)
-	out = append(out, a.inline[:min(a.n, maxInline)]...)
-	return append(out, a.more...)
-}
+func (a *Attempts) Addrs() []string { return a.AppendTried(nil) }
 
-// Reset forgets every attempt, so that a can serve another call.
+// Reset forgets every attempt, so that a can serve another call. No
+// attempt of the previous call may be under way.
 func (a *Attempts) Reset() {
-	a.mu.Lock()
-	a.inline = [maxInline]string{}
-	a.more, a.n, a.won = a.more[:0], 0, 0
-	a.mu.Unlock()
+	for k := range a.recorded() {
+		a.ready[k].Store(false)
+		a.addrs[k] = ""
+	}
+	a.claimed.Store(0)
+	a.won.Store(0)
 }

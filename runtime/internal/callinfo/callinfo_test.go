@@ -124,11 +124,13 @@ func TestAttemptsOrder(t *testing.T) {
 	if a.Tried("a") || len(a.Addrs()) != 0 || a.Overtaken(0) {
 		t.Error("Reset kept attempts")
 	}
-	for i := range maxInline + 3 { // beyond the inline ones
-		a.Add(fmt.Sprintf("e%d", i))
+	for i := range maxAttempts + 3 { // beyond what it records
+		if k := a.Add(fmt.Sprintf("e%d", i)); k != i {
+			t.Fatalf("Add #%d = %d", i, k)
+		}
 	}
-	if !a.Tried("e0") || !a.Tried(fmt.Sprintf("e%d", maxInline+2)) || len(a.Addrs()) != maxInline+3 {
-		t.Errorf("Addrs() = %v", a.Addrs())
+	if !a.Tried("e0") || a.Tried(fmt.Sprintf("e%d", maxAttempts)) || len(a.Addrs()) != maxAttempts {
+		t.Errorf("Addrs() = %v, want the first %d", a.Addrs(), maxAttempts)
 	}
 }
 

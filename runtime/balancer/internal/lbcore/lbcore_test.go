@@ -778,8 +778,12 @@ func TestUnsampledEndpointIsProbedOneCallAtATime(t *testing.T) {
 }
 
 func TestDecayMatchesExp(t *testing.T) {
-	for _, x := range []float64{0, 1e-9, 1e-6, 1e-4, 0.001, 0.01, 1.0/64 - 1e-12, 1.0 / 64, 0.1, 1, 10, 100} {
-		if got, want := decay(x), math.Exp(-x); math.Abs(got-want) > 1e-11*want {
+	for _, x := range []float64{0, 1e-9, 1e-6, 1e-4 - 1e-12, 1e-4, 0.001, 0.01, 1.0/64 - 1e-12, 1.0 / 64, 0.1, 1, 10, 100} {
+		tol := 1e-11
+		if x < 1e-4 {
+			tol = 1e-8 // 1-x
+		}
+		if got, want := decay(x), math.Exp(-x); math.Abs(got-want) > tol*want {
 			t.Errorf("decay(%v) = %v, want %v", x, got, want)
 		}
 	}

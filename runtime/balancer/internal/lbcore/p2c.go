@@ -1,13 +1,14 @@
 package lbcore
 
 import (
+	"math/bits"
 	"slices"
 
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 )
 
-// maxStackCandidates is how many untried endpoints the avoid-set path
-// collects without allocating.
+// maxStackCandidates is how many endpoints the avoid-set path handles
+// without allocating (as a bit mask).
 const maxStackCandidates = 64
 
 // ChooseP2C returns the index in ready of the endpoint that takes a call:
@@ -209,14 +210,44 @@ func pair(r uint64, n int) (int, int) {
 }
 
 // chooseUntried runs P2C over the endpoints a has not tried; ok is false
-// when every ready endpoint was tried (the caller then ignores a).
+// when every ready endpoint was tried (the caller then ignores a). Up to
+// 64 endpoints, the untried ones are a bit mask, and nothing is allocated.
 func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo.Attempts) (int, bool) {
-	var tb [8]string
-	tried := a.AppendTried(tb[:0])
-	var buf [maxStackCandidates]int
-	cand := buf[:0]
+	if len(ready) > maxStackCandidates {
+		return t.chooseUntriedMany(ready, now, p, a)
+	}
+	var untried uint64
+	n := 0
 	for i := range ready {
-		if !slices.Contains(tried, ready[i].EP.Addr) {
+		if !a.Tried(ready[i].EP.Addr) {
+			untried |= 1 << i
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return 0, false
+	case 1:
+		return bits.TrailingZeros64(untried), true
+	}
+	r := t.Rand()
+	x, y := pair(r, n)
+	return t.choose(ready, nthBit(untried, x), nthBit(untried, y), now, p, r), true
+}
+
+// nthBit returns the index of the n-th (from 0) set bit of m.
+func nthBit(m uint64, n int) int {
+	for range n {
+		m &= m - 1 // clear the lowest set bit
+	}
+	return bits.TrailingZeros64(m)
+}
+
+// chooseUntriedMany is chooseUntried for more than 64 endpoints.
+func (t *Tracker) chooseUntriedMany(ready []Child, now int64, p *Params, a *callinfo.Attempts) (int, bool) {
+	var cand []int
+	for i := range ready {
+		if !a.Tried(ready[i].EP.Addr) {
 			cand = append(cand, i)
 		}
 	}

@@ -173,6 +173,11 @@ func (e *Endpoint) claimProbe(now int64, base float64) bool {
 	return float64(now-last) >= e.probeInterval(base) && e.lastPick.CompareAndSwap(last, now)
 }
 
+// lastPickResolution is how stale Endpoint.lastPick may be: far below the
+// shortest probe interval (10 ms), and below the time between the picks of
+// one serial caller, which take turns by it (see Tracker.prefer).
+const lastPickResolution = int64(50 * time.Microsecond)
+
 // maxProbeBackoff caps the lengthening of probe intervals: 16 × the
 // probe interval, 4 s with the default.
 const maxProbeBackoff = 16
@@ -455,7 +460,13 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, ci *callinfo
 		load = ep.acquire(now, ci.Stream)
 	}
 	ep.picks.Add(1)
-	ep.lastPick.Store(now)
+	if now-ep.lastPick.Load() >= lastPickResolution {
+		// Read before writing: at thousands of picks a second an
+		// endpoint's last pick moves by less than the resolution that
+		// its readers need, and the store would bounce its cache line
+		// between the cores that pick.
+		ep.lastPick.Store(now)
+	}
 	cl := callPool.Get().(*call)
 	cl.ep, cl.start, cl.load, cl.stream, cl.childDone = ep, now, load, ci.Stream, res.Done
 	if a := ci.Attempts; a != nil {
