@@ -10,11 +10,13 @@
 //  2. picking quality: closed-loop load on four local backends, one slow or
 //     one failing, per policy, with and without hedging;
 //  3. generator speed: protoc-gen-go-lbclient against protoc-gen-go-grpc on
-//     one large generated CodeGeneratorRequest.
+//     one large generated CodeGeneratorRequest;
+//  4. picker cost: the balancers' BenchmarkPick (go test -bench), lbclient's
+//     pickers against grpc-go's least_request in the same run.
 //
 // Flags:
 //
-//	-sections overhead,quality,generator   the sections to run (default all)
+//	-sections overhead,quality,generator,pickers   the sections to run (default all)
 //	-quick                                 a tiny run, to try the harness (numbers meaningless)
 //	-out FILE                              where to write the report (default BENCHMARKS.md at the root)
 //	-charts DIR                            where to write the charts (default bench/charts)
@@ -40,7 +42,7 @@ func main() {
 	genspeed.MaybeRunner() // when it is the go-between of a plugin run
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
-	sections := flag.String("sections", "overhead,quality,generator", "comma-separated sections to run")
+	sections := flag.String("sections", "overhead,quality,generator,pickers", "comma-separated sections to run")
 	quick := flag.Bool("quick", false, "a tiny run, to try the harness; the numbers mean nothing")
 	out := flag.String("out", "", "report file (default: BENCHMARKS.md at the repository root)")
 	charts := flag.String("charts", "", "chart directory (default: bench/charts at the repository root)")
@@ -72,6 +74,7 @@ func main() {
 		{"overhead", (*report).overhead},
 		{"quality", (*report).quality},
 		{"generator", (*report).generator},
+		{"pickers", (*report).pickers},
 	}
 	for _, s := range steps {
 		if !want[s.name] {

@@ -133,12 +133,12 @@ func (r *report) overheadRules(s *overhead.Server, runs, blocks, smallCalls, lar
 	grpcRules := ratio(ss, overhead.StubRules+", GreetAccount", bare)
 	ga, sh, hd := rows[0], rows[1], rows[2]
 	allocsOf := func(c, v string) float64 { return summarize(res[c][v]).allocs.Median }
-	fmt.Fprintf(&b, "**Reading.** In the small serial case grpc-go's own rules cost the stub %.3f× its bare call for SayHello and %.3f× for GreetAccount (whose request is a nested message), with %+.0f allocations per call (client and server: a deadline travels as the `grpc-timeout` header and the server makes a context for it); ",
+	fmt.Fprintf(&b, "**Reading.** In the small serial case grpc-go's own rules cost the stub %.3f× its bare call for SayHello and %.3f× for GreetAccount (whose request is a nested message), with %+.0f allocations per call (client and server together); ",
 		ratio(ss, overhead.StubRules, bare).Median, grpcRules.Median, allocsOf(ss, overhead.StubRules)-allocsOf(ss, bare))
 	fmt.Fprintf(&b, "on top of that, lbclient's generated client costs %.3f× and %+.1f allocs for GreetAccount (its hash key on the context), and %.3f× and %+.1f allocs for SayHello with the same rules and no key. ",
 		ratio(ss, ga.Name, ga.Base).Median, allocsOf(ss, ga.Name)-allocsOf(ss, ga.Base), ratio(ss, sh.Name, sh.Base).Median, allocsOf(ss, sh.Name)-allocsOf(ss, sh.Base))
 	fmt.Fprintf(&b, "The goal (≤ %.2f×, ≤ +%d allocs, worst case) is %s for ns/op and %s for allocations. ", goalRulesRatio, goalRulesAllocs, metWord(okNs), metWord(okA))
-	fmt.Fprintf(&b, "Hedging SayHello costs %.3f× (IQR %.3f–%.3f) and %+.1f allocs per call against the stub with its timeout: the hedged call's state, its attempts' shared context and endpoint record, and the timer that would send the second attempt. ",
+	fmt.Fprintf(&b, "Hedging SayHello costs %.3f× (IQR %.3f–%.3f) and %+.1f allocs per call against the stub with its timeout; where those allocations are is in the last profile below. ",
 		ratio(ss, hd.Name, hd.Base).Median, ratio(ss, hd.Name, hd.Base).Q1, ratio(ss, hd.Name, hd.Base).Q3, allocsOf(ss, hd.Name)-allocsOf(ss, hd.Base))
 	fmt.Fprintf(&b, "The ratios' IQRs are a few percent wide: a median within about ±3%% of 1 is no measurable difference.\n\n")
 

@@ -50,8 +50,8 @@ type scCapture struct {
 }
 
 func (h *scCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (h *scCapture) WithAttrs([]slog.Attr) slog.Handler        { return h }
-func (h *scCapture) WithGroup(string) slog.Handler             { return h }
+func (h *scCapture) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *scCapture) WithGroup(string) slog.Handler            { return h }
 func (h *scCapture) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "serviceConfig" {
