@@ -28,10 +28,10 @@ func (r *report) overhead() error {
 	// allocates 64 KiB each way, so a garbage collection lands in one
 	// client's turn more often: its blocks are 4 times as long as 60 calls,
 	// and there are 60 blocks, so that one collection moves a ratio less.
-	runs, benchTime, profileCalls, blocks := 3, 300*time.Millisecond, 40000, 60
+	runs, benchTime, profileCalls, blocks, pairBlocks := 3, 300*time.Millisecond, 40000, 60, 150
 	smallCalls, largeCalls := 300, 240
 	if r.quick {
-		runs, benchTime, profileCalls, blocks = 1, 20*time.Millisecond, 500, 3
+		runs, benchTime, profileCalls, blocks, pairBlocks = 1, 20*time.Millisecond, 500, 3, 3
 	}
 	overhead.SetBenchTime(benchTime)
 	s := overhead.StartServer()
@@ -139,7 +139,7 @@ func (r *report) overhead() error {
 	fmt.Fprintf(&b, "The row \"generated client, annotations' rules\" is held to the goal of a client without rules, which it cannot meet: most of its extra cost is grpc-go's own timeout, retry and wait-for-ready machinery, which the stub does not run; the last subsection compares it with the stub running the same service config. ")
 	fmt.Fprintf(&b, "Where the extra time and the extra allocations go is in the profile below.\n\n")
 	b.WriteString(prof)
-	rules, err := r.overheadRules(s, runs, blocks, smallCalls, largeCalls, max(profileCalls/4, 100))
+	rules, err := r.overheadRules(s, runs, blocks, pairBlocks, smallCalls, largeCalls, max(profileCalls/4, 100))
 	if err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}

@@ -27,7 +27,7 @@ func TestRulesQuick(t *testing.T) {
 	s := overhead.StartServer()
 	defer s.Stop()
 	r := quickReport(t)
-	out, err := r.overheadRules(s, 1, 2, 20, 10, 50)
+	out, err := r.overheadRules(s, 1, 2, 2, 20, 10, 50)
 	if err != nil {
 		t.Fatal(err)
 	}

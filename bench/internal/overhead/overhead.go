@@ -22,6 +22,7 @@ import (
 
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/runtime"
+	"github.com/lbclient/lbclient/runtime/hedge"
 )
 
 // Target is the address every client dials; the context dialer ignores it
@@ -75,8 +76,11 @@ type Client struct {
 	// GreetAccount.
 	Method string
 	// Ctx, when set, prepares each call's context (a hash key).
-	Ctx   func(context.Context) context.Context
-	Close func()
+	Ctx func(context.Context) context.Context
+	// Hedging, when set, returns the counters of the client's hedging
+	// interceptor.
+	Hedging func() hedge.Counters
+	Close   func()
 }
 
 // The methods a Client may call.
@@ -314,6 +318,12 @@ func Measure(s *Server, v Variant, c Case) (Sample, error) {
 // burst of load from elsewhere on the machine spoils a round or two, not a
 // whole client's figure.
 func Blocks(s *Server, variants []Variant, c Case, blocks, calls int) (map[string][]float64, error) {
+	return BlocksThen(s, variants, c, blocks, calls, nil)
+}
+
+// BlocksThen is Blocks, and then calls after, when not nil, with each
+// variant's name and client before the clients are closed.
+func BlocksThen(s *Server, variants []Variant, c Case, blocks, calls int, after func(name string, cl Client)) (map[string][]float64, error) {
 	clients := make([]Client, len(variants))
 	for i, v := range variants {
 		cl, err := v.Dial(s)
@@ -370,6 +380,11 @@ func Blocks(s *Server, variants []Variant, c Case, blocks, calls int) (map[strin
 				return nil, fmt.Errorf("%s: %w", variants[k].Name, err)
 			}
 			out[variants[k].Name] = append(out[variants[k].Name], float64(time.Since(t0).Nanoseconds())/float64(calls))
+		}
+	}
+	if after != nil {
+		for i, v := range variants {
+			after(v.Name, clients[i])
 		}
 	}
 	return out, nil

@@ -16,6 +16,7 @@ import (
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
 	"github.com/lbclient/lbclient/runtime"
+	"github.com/lbclient/lbclient/runtime/hedge"
 )
 
 // The rules comparison: the generated client with the example's rules
@@ -129,7 +130,8 @@ func Generated(name, base, method string, opts ...runtime.Option) Variant {
 		if err != nil {
 			return Client{}, err
 		}
-		return Client{Greeter: c, Method: method, Close: func() { c.Close() }}, nil
+		return Client{Greeter: c, Method: method, Close: func() { c.Close() },
+			Hedging: func() hedge.Counters { return c.Conn().Stats().Hedging.Counters }}, nil
 	}}
 }
 
