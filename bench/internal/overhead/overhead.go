@@ -11,6 +11,7 @@ import (
 	"net"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -318,17 +319,22 @@ func Measure(s *Server, v Variant, c Case) (Sample, error) {
 // burst of load from elsewhere on the machine spoils a round or two, not a
 // whole client's figure.
 func Blocks(s *Server, variants []Variant, c Case, blocks, calls int) (map[string][]float64, error) {
-	return BlocksThen(s, variants, c, blocks, calls, nil)
+	wall, _, err := BlocksThen(s, variants, c, blocks, calls, nil)
+	return wall, err
 }
 
 // BlocksThen is Blocks, and then calls after, when not nil, with each
-// variant's name and client before the clients are closed.
-func BlocksThen(s *Server, variants []Variant, c Case, blocks, calls int, after func(name string, cl Client)) (map[string][]float64, error) {
+// variant's name and client before the clients are closed. Besides the
+// wall-clock ns/op of each round it returns the process's CPU time per call
+// (user and system, every thread: the client's work, the in-memory server's
+// and the garbage collector's), which does not count time spent waiting for
+// a core while other processes run.
+func BlocksThen(s *Server, variants []Variant, c Case, blocks, calls int, after func(name string, cl Client)) (wall, cpu map[string][]float64, err error) {
 	clients := make([]Client, len(variants))
 	for i, v := range variants {
 		cl, err := v.Dial(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer cl.Close()
 		clients[i] = cl
@@ -368,18 +374,19 @@ func BlocksThen(s *Server, variants []Variant, c Case, blocks, calls int, after 
 	}
 	for _, cl := range clients {
 		if err := run(cl, 100); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	out := map[string][]float64{}
+	out, cpu := map[string][]float64{}, map[string][]float64{}
 	for b := range blocks {
 		for i := range variants {
 			k := (i + b) % len(variants)
-			t0 := time.Now()
+			c0, t0 := cpuTime(), time.Now()
 			if err := run(clients[k], calls); err != nil {
-				return nil, fmt.Errorf("%s: %w", variants[k].Name, err)
+				return nil, nil, fmt.Errorf("%s: %w", variants[k].Name, err)
 			}
 			out[variants[k].Name] = append(out[variants[k].Name], float64(time.Since(t0).Nanoseconds())/float64(calls))
+			cpu[variants[k].Name] = append(cpu[variants[k].Name], float64(cpuTime()-c0)/float64(calls))
 		}
 	}
 	if after != nil {
@@ -387,5 +394,14 @@ func BlocksThen(s *Server, variants []Variant, c Case, blocks, calls int, after 
 			after(v.Name, clients[i])
 		}
 	}
-	return out, nil
+	return out, cpu, nil
+}
+
+// cpuTime is the CPU time the process has used, user and system, in ns.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
