@@ -12,14 +12,16 @@
 //  3. generator speed: protoc-gen-go-lbclient against protoc-gen-go-grpc on
 //     one large generated CodeGeneratorRequest;
 //  4. the fault matrix: each policy with one backend hung, half-open, slow,
-//     failing, cold or beside long streams (internal/faultmatrix).
+//     failing, cold or beside long streams (internal/faultmatrix);
+//  5. picker cost: the balancers' BenchmarkPick (go test -bench), lbclient's
+//     pickers against grpc-go's least_request in the same run.
 //
 // Flags:
 //
-//	-sections overhead,quality,generator,faults   the sections to run (default all)
-//	-quick                                        a tiny run, to try the harness (numbers meaningless)
-//	-out FILE                                     where to write the report (default BENCHMARKS.md at the root)
-//	-charts DIR                                   where to write the charts (default bench/charts)
+//	-sections overhead,quality,generator,faults,pickers   the sections to run (default all)
+//	-quick                                                a tiny run, to try the harness (numbers meaningless)
+//	-out FILE                                             where to write the report (default BENCHMARKS.md at the root)
+//	-charts DIR                                           where to write the charts (default bench/charts)
 //
 // Every load is bounded in calls and in time; the whole run takes about
 // twelve minutes on two cores, seven of them the fault matrix.
@@ -42,7 +44,7 @@ func main() {
 	genspeed.MaybeRunner() // when it is the go-between of a plugin run
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
-	sections := flag.String("sections", "overhead,quality,generator,faults", "comma-separated sections to run")
+	sections := flag.String("sections", "overhead,quality,generator,faults,pickers", "comma-separated sections to run")
 	quick := flag.Bool("quick", false, "a tiny run, to try the harness; the numbers mean nothing")
 	out := flag.String("out", "", "report file (default: BENCHMARKS.md at the repository root)")
 	charts := flag.String("charts", "", "chart directory (default: bench/charts at the repository root)")
@@ -75,6 +77,7 @@ func main() {
 		{"quality", (*report).quality},
 		{"generator", (*report).generator},
 		{"faults", (*report).faults},
+		{"pickers", (*report).pickers},
 	}
 	for _, s := range steps {
 		if !want[s.name] {

@@ -11,6 +11,7 @@ import (
 	"net"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/runtime"
+	"github.com/lbclient/lbclient/runtime/hedge"
 )
 
 // Target is the address every client dials; the context dialer ignores it
@@ -40,6 +42,11 @@ type echo struct {
 
 func (echo) SayHello(_ context.Context, in *greeterv1.HelloRequest) (*greeterv1.HelloReply, error) {
 	return &greeterv1.HelloReply{Message: in.GetName(), Backend: "bufnet"}, nil
+}
+
+// GreetAccount echoes the account's region, which carries the payload.
+func (echo) GreetAccount(_ context.Context, in *greeterv1.GreetAccountRequest) (*greeterv1.HelloReply, error) {
+	return &greeterv1.HelloReply{Message: in.GetAccount().GetRegion(), Backend: "bufnet"}, nil
 }
 
 // StartServer serves the echo Greeter on a bufconn listener.
@@ -66,17 +73,68 @@ func (s *Server) DialOption() grpc.DialOption {
 // Client is one way of calling the server.
 type Client struct {
 	Greeter Greeter
+	// Method is the method called: SayHello (the default, "") or
+	// GreetAccount.
+	Method string
 	// Ctx, when set, prepares each call's context (a hash key).
-	Ctx   func(context.Context) context.Context
-	Close func()
+	Ctx func(context.Context) context.Context
+	// Hedging, when set, returns the counters of the client's hedging
+	// interceptor.
+	Hedging func() hedge.Counters
+	Close   func()
 }
+
+// The methods a Client may call.
+const (
+	SayHello     = "SayHello"
+	GreetAccount = "GreetAccount"
+)
 
 // Variant is a named client configuration.
 type Variant struct {
 	Name string
-	// Baseline marks the plain grpc stub the others are compared with.
+	// Baseline marks a plain grpc stub that others are compared with.
 	Baseline bool
-	Dial     func(s *Server) (Client, error)
+	// Base names the baseline this variant's ratios are paired with; ""
+	// means the first variant of the list.
+	Base string
+	Dial func(s *Server) (Client, error)
+}
+
+// Request is a call's request with a payload of n bytes: the name of a
+// HelloRequest, or the region of a GreetAccountRequest's account (whose id,
+// the hash key of GreetAccount, is fixed).
+type Request struct {
+	hello   *greeterv1.HelloRequest
+	account *greeterv1.GreetAccountRequest
+}
+
+// NewRequest returns the requests of both methods with a payload of n bytes.
+func NewRequest(n int) Request {
+	p := strings.Repeat("x", n)
+	return Request{
+		hello:   &greeterv1.HelloRequest{Name: p},
+		account: &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: "account-42", Region: p}},
+	}
+}
+
+// Call makes one call of cl's method and returns the length of the echoed
+// payload.
+func (cl Client) Call(req Request) (int, error) {
+	ctx := context.Background()
+	if cl.Ctx != nil {
+		ctx = cl.Ctx(ctx)
+	}
+	var (
+		r   *greeterv1.HelloReply
+		err error
+	)
+	if cl.Method == GreetAccount {
+		r, err = cl.Greeter.GreetAccount(ctx, req.account)
+	} else {
+		r, err = cl.Greeter.SayHello(ctx, req.hello)
+	}
+	return len(r.GetMessage()), err
 }
 
 // roundRobin is the service config of the plain client.
@@ -100,10 +158,11 @@ func PlainStub() Variant {
 // client can be put in its place.
 type Wrap func(*runtime.Conn) Greeter
 
-// Greeter is the method the benchmarks call, which protoc-gen-go-grpc's
+// Greeter is the methods the benchmarks call, which protoc-gen-go-grpc's
 // stub and the lbclient-generated client both have.
 type Greeter interface {
 	SayHello(ctx context.Context, in *greeterv1.HelloRequest, opts ...grpc.CallOption) (*greeterv1.HelloReply, error)
+	GreetAccount(ctx context.Context, in *greeterv1.GreetAccountRequest, opts ...grpc.CallOption) (*greeterv1.HelloReply, error)
 }
 
 // StubOnConn is protoc-gen-go-grpc's stub calling through a runtime.Conn.
@@ -142,7 +201,7 @@ func Variants(wrap Wrap) []Variant {
 // Case is one payload and concurrency.
 type Case struct {
 	Name     string
-	Payload  int  // bytes of the request's name, echoed back
+	Payload  int  // bytes of the request's name (or account's region), echoed back
 	Parallel bool // b.RunParallel with 4 goroutines per core
 }
 
@@ -156,18 +215,14 @@ var Cases = []Case{
 
 // Bench returns the benchmark function of c through cl.
 func Bench(c Case, cl Client) func(b *testing.B) {
-	req := &greeterv1.HelloRequest{Name: strings.Repeat("x", c.Payload)}
+	req := NewRequest(c.Payload)
 	call := func(b *testing.B) {
-		ctx := context.Background()
-		if cl.Ctx != nil {
-			ctx = cl.Ctx(ctx)
-		}
-		r, err := cl.Greeter.SayHello(ctx, req)
+		n, err := cl.Call(req)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(r.GetMessage()) != c.Payload {
-			b.Fatalf("reply of %d bytes, want %d", len(r.GetMessage()), c.Payload)
+		if n != c.Payload {
+			b.Fatalf("reply of %d bytes, want %d", n, c.Payload)
 		}
 	}
 	return func(b *testing.B) {
@@ -240,12 +295,9 @@ func Measure(s *Server, v Variant, c Case) (Sample, error) {
 	}
 	defer cl.Close()
 	// Warm up: connect, and let pickers see a few calls.
+	warm := NewRequest(4)
 	for range 100 {
-		ctx := context.Background()
-		if cl.Ctx != nil {
-			ctx = cl.Ctx(ctx)
-		}
-		if _, err := cl.Greeter.SayHello(ctx, &greeterv1.HelloRequest{Name: "warm"}); err != nil {
+		if _, err := cl.Call(warm); err != nil {
 			return Sample{}, err
 		}
 	}
@@ -267,22 +319,29 @@ func Measure(s *Server, v Variant, c Case) (Sample, error) {
 // burst of load from elsewhere on the machine spoils a round or two, not a
 // whole client's figure.
 func Blocks(s *Server, variants []Variant, c Case, blocks, calls int) (map[string][]float64, error) {
+	wall, _, err := BlocksThen(s, variants, c, blocks, calls, nil)
+	return wall, err
+}
+
+// BlocksThen is Blocks, and then calls after, when not nil, with each
+// variant's name and client before the clients are closed. Besides the
+// wall-clock ns/op of each round it returns the process's CPU time per call
+// (user and system, every thread: the client's work, the in-memory server's
+// and the garbage collector's), which does not count time spent waiting for
+// a core while other processes run.
+func BlocksThen(s *Server, variants []Variant, c Case, blocks, calls int, after func(name string, cl Client)) (wall, cpu map[string][]float64, err error) {
 	clients := make([]Client, len(variants))
 	for i, v := range variants {
 		cl, err := v.Dial(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer cl.Close()
 		clients[i] = cl
 	}
-	req := &greeterv1.HelloRequest{Name: strings.Repeat("x", c.Payload)}
+	req := NewRequest(c.Payload)
 	one := func(cl Client) error {
-		ctx := context.Background()
-		if cl.Ctx != nil {
-			ctx = cl.Ctx(ctx)
-		}
-		_, err := cl.Greeter.SayHello(ctx, req)
+		_, err := cl.Call(req)
 		return err
 	}
 	run := func(cl Client, n int) error {
@@ -315,19 +374,34 @@ func Blocks(s *Server, variants []Variant, c Case, blocks, calls int) (map[strin
 	}
 	for _, cl := range clients {
 		if err := run(cl, 100); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	out := map[string][]float64{}
+	out, cpu := map[string][]float64{}, map[string][]float64{}
 	for b := range blocks {
 		for i := range variants {
 			k := (i + b) % len(variants)
-			t0 := time.Now()
+			c0, t0 := cpuTime(), time.Now()
 			if err := run(clients[k], calls); err != nil {
-				return nil, fmt.Errorf("%s: %w", variants[k].Name, err)
+				return nil, nil, fmt.Errorf("%s: %w", variants[k].Name, err)
 			}
 			out[variants[k].Name] = append(out[variants[k].Name], float64(time.Since(t0).Nanoseconds())/float64(calls))
+			cpu[variants[k].Name] = append(cpu[variants[k].Name], float64(cpuTime()-c0)/float64(calls))
 		}
 	}
-	return out, nil
+	if after != nil {
+		for i, v := range variants {
+			after(v.Name, clients[i])
+		}
+	}
+	return out, cpu, nil
+}
+
+// cpuTime is the CPU time the process has used, user and system, in ns.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
