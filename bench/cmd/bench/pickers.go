@@ -10,14 +10,6 @@ import (
 	"github.com/lbclient/lbclient/bench/internal/stats"
 )
 
-// hedgedCallerAllocs is what one iteration of observe's hedged benchmark
-// allocates outside Pick and Done: the call's callinfo.Attempts and the
-// context that carries it, made by the benchmark's loop as the hedging
-// interceptor makes them once per call (see the benchmark's comment in
-// runtime/balancer/observe/bench_test.go). They are subtracted before the
-// allocations are divided among the attempts' picks.
-const hedgedCallerAllocs = 2
-
 func (r *report) pickers() error {
 	count, benchtime := 6, "300ms"
 	if r.quick {
@@ -34,16 +26,20 @@ func (r *report) pickers() error {
 	type key struct{ pkg, path string }
 	lr := map[key]float64{}
 	var pooled = map[string][]float64{}
+	// Per pick: a hedged path's ns/op covers its N picks.
 	for _, res := range results {
 		if res.LeastRequest() {
-			lr[key{res.Pkg, res.Path()}] = stats.Of(res.NsPerOp).Median
-			pooled[res.Path()] = append(pooled[res.Path()], res.NsPerOp...)
+			n := float64(res.Attempts())
+			lr[key{res.Pkg, res.Path()}] = stats.Of(res.NsPerOp).Median / n
+			for _, x := range res.NsPerOp {
+				pooled[res.Path()] = append(pooled[res.Path()], x/n)
+			}
 		}
 	}
 	reference := func(res pickers.Result) (float64, string) {
 		p := res.Path()
-		if res.Hedged() {
-			p = "serial"
+		if _, ok := lr[key{res.Pkg, p}]; res.Hedged() && !ok && len(pooled[p]) == 0 {
+			p = "serial" // no hedged least_request run to compare with
 		}
 		if v, ok := lr[key{res.Pkg, p}]; ok {
 			return v, ""
@@ -60,7 +56,7 @@ func (r *report) pickers() error {
 	fmt.Fprintf(&b, "Run from the repository root as\n\n```sh\ngo %s\n```\n\n", strings.Join(pickers.Args(count, benchtime), " "))
 	fmt.Fprintf(&b, "one package at a time; each figure is the median (min–max) of the %d runs of `-count`. ", count)
 	fmt.Fprintf(&b, "\"× least_request\" divides the median ns per pick by that of grpc-go's least_request (`least_request_experimental`) on the same path in the same package's run; † marks a package without a least_request benchmark, compared with the median of the run's other least_request runs on that path. ")
-	fmt.Fprintf(&b, "A hedged path (`hedged-N-attempts`) is one hedged call's N picks per iteration, each avoiding the endpoints of the earlier ones; its per-pick columns divide by N, after subtracting the %d allocations the benchmark's loop makes itself (the call's `callinfo.Attempts` and its context, outside `Pick`), and compare with least_request's serial pick.\n\n", hedgedCallerAllocs)
+	fmt.Fprintf(&b, "A hedged path (`hedged-N-attempts`) is one hedged call's N picks per iteration, each avoiding the endpoints of the earlier ones; its per-pick columns divide by N and compare with least_request's pick on the same path. The call's `callinfo.Attempts` and the context that carries it are the hedging interceptor's, made once per call outside `Pick`; the benchmarks make them once and reset them per call.\n\n")
 	fmt.Fprintf(&b, "| policy | path | package | ns/op | ns per pick | × least_request | allocs/op | allocs per pick | B/op |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n")
 
 	type worstOf struct {
@@ -78,10 +74,7 @@ func (r *report) pickers() error {
 		ns, al, by := stats.Of(res.NsPerOp), stats.Of(res.AllocsPerOp), stats.Of(res.BytesPerOp)
 		n := float64(res.Attempts())
 		perPick := ns.Median / n
-		allocsPerPick := al.Median
-		if res.Hedged() {
-			allocsPerPick = max(al.Median-hedgedCallerAllocs, 0) / n
-		}
+		allocsPerPick := al.Median / n
 		ratio := "—"
 		ref, mark := reference(res)
 		rv := 0.0

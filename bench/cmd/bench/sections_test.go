@@ -51,7 +51,7 @@ func TestPickersQuick(t *testing.T) {
 	if len(r.sections) != 1 || len(r.summary) != 3 {
 		t.Fatalf("%d sections, %d goal lines; want 1 and 3", len(r.sections), len(r.summary))
 	}
-	for _, want := range []string{"## 4. Picker cost", "| grpc-go least_request | serial |", "PEAK_EWMA"} {
+	for _, want := range []string{"## 5. Picker cost", "| grpc-go least_request | serial |", "PEAK_EWMA"} {
 		if !strings.Contains(r.sections[0], want) {
 			t.Errorf("picker section lacks %q:\n%s", want, r.sections[0])
 		}
