@@ -4,6 +4,24 @@
 // power-of-two-choices selection on cost, the hedging avoid-set, the JSON
 // config fields common to the policies, and a Balancer that wires all of it
 // over endpointsharding with pickfirst children.
+//
+// The rules by which it judges endpoints, each where it is implemented:
+//
+//   - what a call's end says of its endpoint — a response, a failure, a
+//     timeout, a cancel, an overtaken hedged attempt, a stream's end, a
+//     discarded pick: Endpoint.finish;
+//   - what a call sent there now is expected to wait — the estimate scaled
+//     by load, at least the age of the calls in flight: Endpoint.Cost;
+//   - how the estimate moves — quicker up than down, stale after a probe
+//     interval, decaying while idle, lower bounds and penalties replaced by
+//     the next answer: EWMA;
+//   - when an endpoint is ejected and how often it is probed —
+//     EjectAfter, EjectAfterTimeouts, Endpoint.probeInterval;
+//   - how two endpoints are compared — probes first, then ejection, then
+//     cost within a noise band: Tracker.ChooseP2C.
+//
+// They were designed against the fault matrix (internal/faultmatrix),
+// whose scenarios the tests of this package replay on a fake clock.
 package lbcore
 
 import (
