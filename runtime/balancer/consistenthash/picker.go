@@ -39,7 +39,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	ci := callinfo.From(info.Ctx)
 	a := ci.Attempts
 	if !ci.HasKey {
-		i := p.t.ChooseP2C(p.ready, now, p.params, a)
+		i := p.t.ChooseP2C(p.ready, now, p.params, &ci)
 		return p.t.Pick(&p.ready[i], info, now, &ci, 0)
 	}
 	// The endpoints to avoid: those the hedged call tried, while another

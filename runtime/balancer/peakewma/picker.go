@@ -21,6 +21,6 @@ type picker struct {
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := p.t.Now()
 	ci := callinfo.From(info.Ctx)
-	i := p.t.ChooseP2C(p.ready, now, p.params, ci.Attempts)
+	i := p.t.ChooseP2C(p.ready, now, p.params, &ci)
 	return p.t.Pick(&p.ready[i], info, now, &ci, 0)
 }

@@ -385,3 +385,47 @@ func TestFaultOvertakenHedgedAttempt(t *testing.T) {
 		t.Error("good endpoint Failing after attempts that were not overtaken")
 	}
 }
+
+// TestFaultStreamsDoNotHideAnEndpoint: every endpoint holds a stream from
+// the start (a Watch per backend, as many clients keep), one after
+// another, so that none ever has nothing in flight; a serial caller's
+// unary calls must still reach every one of them evenly. (Counting the
+// streams in an unmeasured endpoint's cost, and in whether it is idle
+// enough to be due a probe, kept all but the first endpoint measured
+// unmeasured for good: in the benchmark's streams scenario a backend got
+// no unary call at all.)
+func TestFaultStreamsDoNotHideAnEndpoint(t *testing.T) {
+	s := newSim(t, 5, 0, 0, "a", "b", "c", "d")
+	stream := func(c *Child) func(balancer.DoneInfo) {
+		res, err := s.tr.Pick(c, balancer.PickInfo{Ctx: context.Background()}, s.clk.now, &callinfo.Info{Stream: true}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Done
+	}
+	open := make([]func(balancer.DoneInfo), len(s.ready))
+	for i := range s.ready {
+		open[i] = stream(&s.ready[i])
+	}
+	end := s.clk.now + int64(500*time.Millisecond)
+	lat := noisy(3)
+	ty := timedLoop(t, s, 3*time.Second, 1, func(string, int64) (time.Duration, error) {
+		if s.clk.now >= end { // each next stream opens before the last one ends
+			for i := range s.ready {
+				next := stream(&s.ready[i])
+				open[i](balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+				open[i] = next
+			}
+			end = s.clk.now + int64(500*time.Millisecond)
+		}
+		return lat(), nil
+	}, 0, 0)
+	for _, done := range open {
+		done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+	}
+	for _, a := range []string{"a", "b", "c", "d"} {
+		if got := ty.share(a) * 4; got < 0.6 || got > 1.4 {
+			t.Errorf("%s took %.2f of its fair share of unary calls (%v), want within [0.6, 1.4]", a, got, ty.to)
+		}
+	}
+}

@@ -373,24 +373,24 @@ func TestProbeClaimedOnce(t *testing.T) {
 	clk.now = 2 * sec
 	busy(ready[1].EP, 2, clk.now) // b: busy, so never due
 	p := tr.Params()
-	if got := tr.choose(ready, 0, 1, clk.now, p, half); got != 1 {
+	if got := tr.choose(ready, 0, 1, clk.now, p, half, true); got != 1 {
 		t.Fatal("a probe went out before any pick made the budget for one")
 	}
 	ready[1].EP.picks.Add(minPicksPerProbe)
-	if got := tr.choose(ready, 0, 1, clk.now, p, half); got != 0 {
+	if got := tr.choose(ready, 0, 1, clk.now, p, half, true); got != 0 {
 		t.Fatal("endpoint due a probe not chosen")
 	}
-	if got := tr.choose(ready, 1, 0, clk.now, p, half); got != 1 {
+	if got := tr.choose(ready, 1, 0, clk.now, p, half, true); got != 1 {
 		t.Fatal("a second probe went out at the same instant")
 	}
 	clk.now += sec
 	ready[1].EP.pending.Store(0)
 	busy(ready[1].EP, 2, clk.now) // b: busy with fresh calls
-	if got := tr.choose(ready, 1, 0, clk.now, p, half); got != 1 {
+	if got := tr.choose(ready, 1, 0, clk.now, p, half, true); got != 1 {
 		t.Fatal("a probe interval later, a probe went out without the picks that pay for it")
 	}
 	ready[1].EP.picks.Add(minPicksPerProbe)
-	if got := tr.choose(ready, 1, 0, clk.now, p, half); got != 0 {
+	if got := tr.choose(ready, 1, 0, clk.now, p, half, true); got != 0 {
 		t.Fatal("no probe a probe interval and minPicksPerProbe picks later")
 	}
 }
@@ -580,7 +580,7 @@ func TestAvoidSet(t *testing.T) {
 	for range 200 {
 		a := new(callinfo.Attempts)
 		a.Add("c")
-		i := tr.ChooseP2C(ready, 0, tr.Params(), a)
+		i := tr.ChooseP2C(ready, 0, tr.Params(), &callinfo.Info{Attempts: a})
 		if got := ready[i].EP.Addr; got == "c" {
 			t.Fatalf("hedged call went to tried endpoint c")
 		}
@@ -594,13 +594,13 @@ func TestAvoidSet(t *testing.T) {
 	for _, e := range []string{"a", "b", "c"} {
 		a.Add(e)
 	}
-	tr.ChooseP2C(ready, 0, tr.Params(), a) // must not panic or loop
+	tr.ChooseP2C(ready, 0, tr.Params(), &callinfo.Info{Attempts: a}) // must not panic or loop
 	// One untried endpoint left: it is the only choice.
 	a = new(callinfo.Attempts)
 	a.Add("a")
 	a.Add("c")
 	for range 50 {
-		if got := ready[tr.ChooseP2C(ready, 0, tr.Params(), a)].EP.Addr; got != "b" {
+		if got := ready[tr.ChooseP2C(ready, 0, tr.Params(), &callinfo.Info{Attempts: a})].EP.Addr; got != "b" {
 			t.Fatalf("chose %s, want b, the only untried endpoint", got)
 		}
 	}

@@ -11,16 +11,22 @@ import (
 // without allocating (as a bit mask).
 const maxStackCandidates = 64
 
-// ChooseP2C returns the index in ready of the endpoint that takes a call:
-// of two distinct endpoints drawn at random (power of two choices,
-// Mitzenmacher 2001), the one cheaper on Endpoint.Cost under p, by the
-// rules of choose. When a is non-nil (a hedged call), endpoints that a
-// names are left out whenever an untried one exists. ready must not be
-// empty. No allocation for up to 64 untried endpoints.
-func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Attempts) int {
-	if a != nil {
-		if i, ok := t.chooseUntried(ready, now, p, a); ok {
-			return i
+// ChooseP2C returns the index in ready of the endpoint that takes the call
+// ci describes (nil: a unary call, not hedged): of two distinct endpoints
+// drawn at random (power of two choices, Mitzenmacher 2001), the one
+// cheaper on Endpoint.Cost under p, by the rules of choose. For a hedged
+// call, the endpoints its Attempts name are left out whenever an untried
+// one exists. ready must not be empty. No allocation for up to 64
+// endpoints.
+func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, ci *callinfo.Info) int {
+	var probe = true
+	if ci != nil {
+		// A stream measures nothing: it is no probe.
+		probe = !ci.Stream
+		if a := ci.Attempts; a != nil {
+			if i, ok := t.chooseUntried(ready, now, p, a, probe); ok {
+				return i
+			}
 		}
 	}
 	n := len(ready)
@@ -29,7 +35,7 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 	}
 	r := t.Rand()
 	i, j := pair(r, n)
-	return t.choose(ready, i, j, now, p, r)
+	return t.choose(ready, i, j, now, p, r, probe)
 }
 
 // choose returns whichever of ready[i] and ready[j] should take the call.
@@ -60,10 +66,14 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, a *callinfo.Att
 //     decides (2× costlier: 9% of the draws; 3×: 0.4%).
 //
 // r is the random word the pair was drawn from; the soft choice draws from
-// a mix of it, so that a pick costs one random word.
-func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64) int {
+// a mix of it, so that a pick costs one random word. probe is false for a
+// stream, which skips rule 1.
+func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64, probe bool) int {
 	ei, ej := ready[i].EP, ready[j].EP
-	di, dj := ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
+	var di, dj bool
+	if probe {
+		di, dj = ei.due(now, p.ProbeInterval), ej.due(now, p.ProbeInterval)
+	}
 	if di != dj {
 		// Being due would decide: a probe, if the budget allows one.
 		if mark, ok := t.probeBudget(ready); ok {
@@ -212,9 +222,9 @@ func pair(r uint64, n int) (int, int) {
 // chooseUntried runs P2C over the endpoints a has not tried; ok is false
 // when every ready endpoint was tried (the caller then ignores a). Up to
 // 64 endpoints, the untried ones are a bit mask, and nothing is allocated.
-func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo.Attempts) (int, bool) {
+func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo.Attempts, probe bool) (int, bool) {
 	if len(ready) > maxStackCandidates {
-		return t.chooseUntriedMany(ready, now, p, a)
+		return t.chooseUntriedMany(ready, now, p, a, probe)
 	}
 	var untried uint64
 	n := 0
@@ -232,7 +242,7 @@ func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo
 	}
 	r := t.Rand()
 	x, y := pair(r, n)
-	return t.choose(ready, nthBit(untried, x), nthBit(untried, y), now, p, r), true
+	return t.choose(ready, nthBit(untried, x), nthBit(untried, y), now, p, r, probe), true
 }
 
 // nthBit returns the index of the n-th (from 0) set bit of m.
@@ -244,7 +254,7 @@ func nthBit(m uint64, n int) int {
 }
 
 // chooseUntriedMany is chooseUntried for more than 64 endpoints.
-func (t *Tracker) chooseUntriedMany(ready []Child, now int64, p *Params, a *callinfo.Attempts) (int, bool) {
+func (t *Tracker) chooseUntriedMany(ready []Child, now int64, p *Params, a *callinfo.Attempts, probe bool) (int, bool) {
 	var cand []int
 	for i := range ready {
 		if !a.Tried(ready[i].EP.Addr) {
@@ -259,7 +269,7 @@ func (t *Tracker) chooseUntriedMany(ready []Child, now int64, p *Params, a *call
 	}
 	r := t.Rand()
 	x, y := pair(r, len(cand))
-	return t.choose(ready, cand[x], cand[y], now, p, r), true
+	return t.choose(ready, cand[x], cand[y], now, p, r, probe), true
 }
 
 // AnyUntried reports whether some endpoint in children is ready and not in

@@ -72,7 +72,7 @@ type Endpoint struct {
 	picks    atomic.Uint64
 	failures atomic.Uint64
 	streak   atomic.Int64 // weight of the failures in a row (see EjectAfter); an answer ends it
-	lastPick atomic.Int64 // clock reading of the latest pick (or probe claim)
+	lastPick atomic.Int64 // clock reading of the latest unary pick (or probe claim)
 	ewma     EWMA
 	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
 	// shown is the state Endpoints reports: state as of the latest picker
@@ -157,10 +157,11 @@ func (e *Endpoint) Estimate(now int64, tau float64) float64 {
 // age of its unary calls in flight, which grows with the hang (a stream's
 // age is the caller's choice and is left out).
 //
-// An endpoint never measured costs its prior (the default RTT) × in
-// flight: nothing while idle, so every new endpoint is probed at once
-// whatever its peers' latency, and a default RTT per call once a probe is
-// out, so it is not flooded before its first answer says what it is worth.
+// An endpoint never measured costs its prior (the default RTT) × its unary
+// calls in flight: nothing while idle (or held only by streams), so every
+// new endpoint is probed at once whatever its peers' latency, and a default
+// RTT per call once a probe is out, so it is not flooded before its first
+// answer says what it is worth.
 func (e *Endpoint) Cost(now int64, tau float64) float64 {
 	w := e.pending.Load()
 	n := w & pendingMask
@@ -169,7 +170,9 @@ func (e *Endpoint) Cost(now int64, tau float64) float64 {
 	if e.ewma.Sampled() {
 		c = e.Estimate(now, tau) * max(1, (load+1)/e.ewma.Load())
 	} else {
-		c = e.ewma.Estimate(now, tau) * load
+		// Streams left out: an endpoint that only streams hold is still
+		// unmeasured, and must get the unary call that measures it.
+		c = e.ewma.Estimate(now, tau) * float64(n)
 	}
 	if n > 0 {
 		c = max(c, pendingAge(w, n, now))
@@ -177,10 +180,12 @@ func (e *Endpoint) Cost(now int64, tau float64) float64 {
 	return c
 }
 
-// due reports whether e is due a probe: nothing in flight and no pick for
-// its probe interval (see probeInterval) on base ns.
+// due reports whether e is due a probe: no unary call in flight and no
+// unary pick for its probe interval (see probeInterval) on base ns. Streams
+// do not count: they measure nothing, and an endpoint that streams keep
+// busy would otherwise never be measured again.
 func (e *Endpoint) due(now int64, base float64) bool {
-	return e.InFlight() == 0 && float64(now-e.lastPick.Load()) >= e.probeInterval(base)
+	return e.pending.Load()&pendingMask == 0 && float64(now-e.lastPick.Load()) >= e.probeInterval(base)
 }
 
 // claimProbe marks e picked at now if it is still due a probe, and reports
@@ -478,11 +483,11 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, ci *callinfo
 		load = ep.acquire(now, ci.Stream)
 	}
 	ep.picks.Add(1)
-	if now-ep.lastPick.Load() >= lastPickResolution {
-		// Read before writing: at thousands of picks a second an
-		// endpoint's last pick moves by less than the resolution that
-		// its readers need, and the store would bounce its cache line
-		// between the cores that pick.
+	if !ci.Stream && now-ep.lastPick.Load() >= lastPickResolution {
+		// Unary picks only (see due). Read before writing: at
+		// thousands of picks a second an endpoint's last pick moves by
+		// less than the resolution that its readers need, and the store
+		// would bounce its cache line between the cores that pick.
 		ep.lastPick.Store(now)
 	}
 	cl := callPool.Get().(*call)
