@@ -19,7 +19,7 @@ const maxStackCandidates = 64
 // one exists. ready must not be empty. No allocation for up to 64
 // endpoints.
 func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, ci *callinfo.Info) int {
-	var probe = true
+	probe := true
 	if ci != nil {
 		// A stream measures nothing: it is no probe.
 		probe = !ci.Stream
@@ -41,8 +41,10 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, ci *callinfo.In
 // choose returns whichever of ready[i] and ready[j] should take the call.
 // In order:
 //
-//  1. Probing. An endpoint with nothing in flight that has not been picked
-//     for p.ProbeInterval is due a probe, and wins over one that is not.
+//  1. Probing. An endpoint with no unary call in flight that has had no
+//     unary pick for its probe interval (p.ProbeInterval, longer while it
+//     fails: see Endpoint.probeInterval) is due a probe, and wins over one
+//     that is not.
 //     Without it an endpoint whose estimate is high (a failure penalty, a
 //     latency peak, an ejection) gets no call until the estimate decays
 //     below its peers' (about tau × ln of the ratio: a minute), and with
@@ -55,9 +57,10 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, ci *callinfo.In
 //     it a large share of its calls as probes; so probes also spend a
 //     budget counted in picks, at most one in minPicksPerProbe, and while
 //     it is spent due endpoints compare like any other.
-//  2. Ejection. An endpoint that failed EjectAfter calls in a row
-//     (Failing) loses to one that did not, as Envoy's outlier detection
-//     ejects it; being due a probe is how it gets a call.
+//  2. Ejection. An endpoint that failed EjectAfter calls, or timed out
+//     EjectAfterTimeouts, in a row (Failing) loses to one that did not, as
+//     Envoy's outlier detection ejects it; being due a probe is how it gets
+//     a call.
 //  3. Cost, with noise in mind (see prefer): costs within noiseBand of
 //     each other go by calls in flight, then take turns, so that identical
 //     backends share a serial caller's calls instead of the one whose
