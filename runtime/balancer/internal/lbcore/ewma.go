@@ -132,8 +132,20 @@ func (e *EWMA) Load() float64 { return math.Float64frombits(e.atLoad.Load()) }
 // Observe records a response: a call picked with m calls in flight on the
 // endpoint (itself included) that took x ns, ending at now. p gives tau
 // and the probe interval.
+//
+// A response that arrives while another of the same endpoint is being
+// recorded is dropped rather than queued behind it: at that rate the
+// estimate follows the endpoint's responses anyway (it weighs the last
+// few), and waiting on the lock is what would cost the callers. Failures,
+// timeouts and the first evidence are never dropped.
 func (e *EWMA) Observe(x, m float64, now int64, p *Params) {
-	e.mu.Lock()
+	if e.sampled.Load() {
+		if !e.mu.TryLock() {
+			return
+		}
+	} else {
+		e.mu.Lock()
+	}
 	cur, stamp := e.load()
 	elapsed := float64(max(now-stamp, 0))
 	cur *= decay(elapsed / p.Tau)

@@ -262,35 +262,20 @@ func (e *Endpoint) Ejected(now int64, interval float64) bool {
 }
 
 // TryAcquire counts one more call in flight on e, started at now, if e has
-// fewer than limit in flight, atomically with the check, and returns the
-// calls in flight with it and whether it did. A successful TryAcquire must
-// be followed by Tracker.Pick with acquired set.
+// fewer than limit in flight, and returns the calls in flight with it and
+// whether it did. A successful TryAcquire must be followed by Tracker.Pick
+// with its count as the load. It adds first and takes the call back when
+// that went over the limit, rather than looping on a compare-and-swap: a
+// hot key's picks all land on one endpoint, and under contention a single
+// add each beats retries; a concurrent pick may then see the endpoint full
+// for an instant and spill, as the bound allows.
 func (e *Endpoint) TryAcquire(limit, now int64, stream bool) (int64, bool) {
-	if stream {
-		for {
-			s := e.streams.Load()
-			n := s + int64(e.pending.Load()&pendingMask)
-			if n >= limit {
-				return n, false
-			}
-			if e.streams.CompareAndSwap(s, s+1) {
-				e.t.addTotal(1)
-				return n + 1, true
-			}
-		}
+	n := e.acquire(now, stream)
+	if n > limit {
+		e.release(now, stream)
+		return n - 1, false
 	}
-	d := pendingDelta(now)
-	for {
-		w := e.pending.Load()
-		n := int64(w&pendingMask) + e.streams.Load()
-		if n >= limit {
-			return n, false
-		}
-		if e.pending.CompareAndSwap(w, w+d) {
-			e.t.addTotal(1)
-			return n + 1, true
-		}
-	}
+	return n, true
 }
 
 // acquire counts a call started at now in flight on e and returns the
