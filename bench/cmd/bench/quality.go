@@ -143,7 +143,7 @@ func (r *report) qualityReading(b *strings.Builder, outcomes map[quality.Scenari
 	errs := func(v string) float64 {
 		return summaryOf(fl[v], func(o quality.Outcome) float64 { return float64(o.Errors) }).Median
 	}
-	fmt.Fprintf(b, "When backend-%d starts failing (no retries configured, so every failure the picker lets through is an error the caller sees), round_robin returns %.0f errors out of %d calls, least_request %.0f (a failing backend answers fast, so it looks idle), PEAK_EWMA %.0f, PEAK_EWMA with hedging %.0f (UNAVAILABLE is non-fatal there, so the second attempt goes elsewhere) and CONSISTENT_HASH %.0f (after 5 failures in a row the backend's keys go to their ring successors, but for a probe per second). ",
+	fmt.Fprintf(b, "When backend-%d starts failing (no retries configured, so every failure the picker lets through is an error the caller sees), round_robin returns %.0f errors out of %d calls, least_request %.0f (a failing backend answers fast, so it looks idle), PEAK_EWMA %.0f, PEAK_EWMA with hedging %.0f (UNAVAILABLE is non-fatal there, so the second attempt goes elsewhere) and CONSISTENT_HASH %.0f (after 5 failures in a row the backend's keys go to their ring successors, but for a probe per interval, an interval that lengthens while it fails). ",
 		cfg.Backends, errs("round_robin"), cfg.Calls, errs("least_request"), errs("PEAK_EWMA"), errs("PEAK_EWMA + hedging p97"), errs("CONSISTENT_HASH (Zipf keys)"))
 	fmt.Fprintf(b, "p99.9 rests on the %d slowest of %d calls per run: read it with its range.\n\n", cfg.Calls/1000, cfg.Calls)
 }
