@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lbclient/lbclient/bench/internal/chart"
-	"github.com/lbclient/lbclient/bench/internal/stats"
 	fm "github.com/lbclient/lbclient/internal/faultmatrix"
 )
 
@@ -94,7 +93,7 @@ type column struct {
 }
 
 func figure(f func(fm.Outcome) float64, format string) func([]fm.Outcome) string {
-	return func(os []fm.Outcome) string { return faultSummary(os, f).Format(format) }
+	return func(os []fm.Outcome) string { return summaryOf(os, f).Format(format) }
 }
 
 func latency(p float64) func([]fm.Outcome) string {
@@ -110,8 +109,8 @@ func faultsColumns(sc fm.Scenario) []column {
 		cols = append(cols, column{"odd share %", figure(func(o fm.Outcome) float64 { return 100 * o.OddShare() }, "%.1f")})
 	} else {
 		cols = append(cols, column{"shares %", func(os []fm.Outcome) string {
-			lo := faultSummary(os, func(o fm.Outcome) float64 { l, _ := o.ShareRange(); return 100 * l })
-			hi := faultSummary(os, func(o fm.Outcome) float64 { _, h := o.ShareRange(); return 100 * h })
+			lo := summaryOf(os, func(o fm.Outcome) float64 { l, _ := o.ShareRange(); return 100 * l })
+			hi := summaryOf(os, func(o fm.Outcome) float64 { _, h := o.ShareRange(); return 100 * h })
 			return fmt.Sprintf("%.1f–%.1f", lo.Median, hi.Median)
 		}})
 	}
@@ -121,7 +120,7 @@ func faultsColumns(sc fm.Scenario) []column {
 		column{"extra %", figure(func(o fm.Outcome) float64 { return 100 * o.ExtraRatio() }, "%.1f")})
 	if sc == fm.ColdStart {
 		cols = append(cols, column{"recovery s", func(os []fm.Outcome) string {
-			s := faultSummary(os, fm.Outcome.RecoverySeconds).Format("%.2f")
+			s := summaryOf(os, fm.Outcome.RecoverySeconds).Format("%.2f")
 			return strings.ReplaceAll(s, "+Inf", "∞")
 		}})
 	}
@@ -181,14 +180,6 @@ func pooledFaults(os []fm.Outcome) []time.Duration {
 	}
 	slices.Sort(all)
 	return all
-}
-
-func faultSummary(os []fm.Outcome, f func(fm.Outcome) float64) stats.Summary {
-	xs := make([]float64, len(os))
-	for i, o := range os {
-		xs[i] = f(o)
-	}
-	return stats.Of(xs)
 }
 
 func verdictValue(v fm.Verdict) string {

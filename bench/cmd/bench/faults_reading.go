@@ -12,7 +12,7 @@ import (
 // faultsReading writes the section's reading of the numbers.
 func faultsReading(b *strings.Builder, set fm.Set, verdicts []fm.Verdict, cfg fm.Config) {
 	med := func(sc fm.Scenario, v fm.Variant, n int, f func(fm.Outcome) float64) float64 {
-		return faultSummary(set[fm.Cell{Scenario: sc, Variant: v, Callers: n}], f).Median
+		return summaryOf(set[fm.Cell{Scenario: sc, Variant: v, Callers: n}], f).Median
 	}
 	lostPct := func(sc fm.Scenario, v fm.Variant, n int) string {
 		return fmt.Sprintf("%.2f%%", 100*med(sc, v, n, fm.Outcome.LostRatio))

@@ -59,10 +59,10 @@ func (r *report) generator() error {
 	log.Printf("generator: %d runs of %d plugins", reps, len(genspeed.Plugins))
 
 	wall := func(name string) stats.Summary {
-		return sum(samples[name], func(s genspeed.Sample) float64 { return s.Wall.Seconds() * 1000 })
+		return summaryOf(samples[name], func(s genspeed.Sample) float64 { return s.Wall.Seconds() * 1000 })
 	}
 	rss := func(name string) stats.Summary {
-		return sum(samples[name], func(s genspeed.Sample) float64 { return float64(s.MaxRSS) / (1 << 20) })
+		return summaryOf(samples[name], func(s genspeed.Sample) float64 { return float64(s.MaxRSS) / (1 << 20) })
 	}
 	const lb, grpc = "protoc-gen-go-lbclient", "protoc-gen-go-grpc"
 	var b strings.Builder
@@ -89,12 +89,4 @@ func (r *report) generator() error {
 		goalGenerator, size.Services(), size.Methods(), ratio, wall(lb).Median, wall(grpc).Median, rssRatio, yesNo(met))
 	r.add("%s", b.String())
 	return nil
-}
-
-func sum(ss []genspeed.Sample, f func(genspeed.Sample) float64) stats.Summary {
-	xs := make([]float64, len(ss))
-	for i, s := range ss {
-		xs[i] = f(s)
-	}
-	return stats.Of(xs)
 }

@@ -44,11 +44,7 @@ func (r *report) overhead() error {
 
 	paired := map[string]map[string][]float64{}
 	for _, c := range overhead.Cases {
-		calls := smallCalls
-		if c.Payload > 1<<10 {
-			calls = largeCalls
-		}
-		bl, err := overhead.Blocks(s, variants, c, blocks, calls)
+		bl, err := overhead.Blocks(s, variants, c, blocks, callsFor(c, smallCalls, largeCalls))
 		if err != nil {
 			return err
 		}
@@ -349,4 +345,13 @@ func trimPprof(s string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n")
+}
+
+// callsFor is the calls of one client's turn in case c: fewer for the
+// large payloads, whose calls take longer.
+func callsFor(c overhead.Case, small, large int) int {
+	if c.Payload > 1<<10 {
+		return large
+	}
+	return small
 }

@@ -152,14 +152,6 @@ func pctSummary(os []quality.Outcome, p float64) stats.Summary {
 	return summaryOf(os, func(o quality.Outcome) float64 { return float64(o.Percentile(p)) / float64(time.Millisecond) })
 }
 
-func summaryOf(os []quality.Outcome, f func(quality.Outcome) float64) stats.Summary {
-	xs := make([]float64, len(os))
-	for i, o := range os {
-		xs[i] = f(o)
-	}
-	return stats.Of(xs)
-}
-
 func pooled(os []quality.Outcome) []time.Duration {
 	var all []time.Duration
 	for _, o := range os {

@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/lbclient/lbclient/bench/internal/stats"
 )
 
 // report collects the sections of BENCHMARKS.md as they are measured.
@@ -101,4 +103,14 @@ func yesNo(ok bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// summaryOf is the Summary of f over xs: the median and range of one
+// figure over the rounds of a run.
+func summaryOf[T any](xs []T, f func(T) float64) stats.Summary {
+	vs := make([]float64, len(xs))
+	for i, x := range xs {
+		vs[i] = f(x)
+	}
+	return stats.Of(vs)
 }

@@ -49,10 +49,7 @@ func (r *report) overheadRules(s *overhead.Server, runs, blocks, pairBlocks, sma
 		byName[v.Name] = v
 	}
 	for _, c := range overhead.Cases {
-		calls := smallCalls
-		if c.Payload > 1<<10 {
-			calls = largeCalls
-		}
+		calls := callsFor(c, smallCalls, largeCalls)
 		bl, err := overhead.Blocks(s, variants, c, blocks, calls)
 		if err != nil {
 			return "", err
