@@ -51,12 +51,16 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/lbclient/lbclient/runtime/balancer/internal/lbcore"
 )
 
 // Name is the name the policy is registered under.
 const Name = "lbclient_consistent_hash"
+
+// logger is the policy's grpclog component.
+var logger = grpclog.Component(Name)
 
 var (
 	// nowNanos and randUint64 are the policy's clock and randomness;
@@ -74,7 +78,7 @@ type builder struct{}
 func (builder) Name() string { return Name }
 
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	return lbcore.NewBalancer(Name, cc, opts, &pickerBuilder{}, defaultConfig(), nowNanos, randUint64)
+	return lbcore.NewBalancer(Name, logger, cc, opts, &pickerBuilder{}, defaultConfig(), nowNanos, randUint64)
 }
 
 // pickerBuilder keeps the last ring: most state changes (a child going

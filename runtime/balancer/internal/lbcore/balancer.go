@@ -59,11 +59,16 @@ type Balancer struct {
 
 // NewBalancer builds the Balancer of policy name; def is the config used
 // until the first UpdateClientConnState (and when it carries none).
-func NewBalancer(name string, cc balancer.ClientConn, opts balancer.BuildOptions, pb PickerBuilder, def Config, now Clock, rnd Rand) *Balancer {
+//
+// logger is the policy's grpclog component, made once at package
+// initialisation: grpclog.Component registers the name in a map of its own
+// without a lock, so two channels building balancers at once must not call
+// it.
+func NewBalancer(name string, logger grpclog.LoggerV2, cc balancer.ClientConn, opts balancer.BuildOptions, pb PickerBuilder, def Config, now Clock, rnd Rand) *Balancer {
 	b := &Balancer{
 		ClientConn: cc,
 		name:       name,
-		logger:     grpclog.Component(name),
+		logger:     logger,
 		pb:         pb,
 		t:          NewTracker(now, rnd),
 		cfg:        def,
