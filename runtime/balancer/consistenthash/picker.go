@@ -44,7 +44,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	// The endpoints to avoid: those the hedged call tried, while another
 	// READY one exists.
-	var tb [8]string
+	var tb [callinfo.MaxAttempts]string
 	var avoid []string
 	if a != nil {
 		if tried := a.AppendTried(tb[:0]); lbcore.AnyUntried(p.all, tried) {

@@ -94,11 +94,11 @@ func WithStream(ctx context.Context) context.Context {
 	return with(ctx, func(i *Info) { i.Stream = true })
 }
 
-// maxAttempts is how many attempts an Attempts records: a hedged call
+// MaxAttempts is how many attempts an Attempts records: a hedged call
 // makes at most 5 (gRFC A6), and a transparent retry of grpc re-picks for
 // the same attempt now and then. Attempts beyond it are not recorded: the
 // avoid-set keeps the first ones.
-const maxAttempts = 8
+const MaxAttempts = 8
 
 // Attempts records the endpoints the attempts of one call went to, in the
 // order they were picked, so that each further attempt of a hedged call
@@ -109,8 +109,8 @@ const maxAttempts = 8
 // only ready slots. Its zero value is ready to use.
 type Attempts struct {
 	claimed atomic.Int32
-	ready   [maxAttempts]atomic.Bool
-	addrs   [maxAttempts]string // addrs[k] is written once, before ready[k]
+	ready   [MaxAttempts]atomic.Bool
+	addrs   [MaxAttempts]string // addrs[k] is written once, before ready[k]
 	won     atomic.Int32        // ordinal of the first attempt that answered, plus one
 }
 
@@ -125,13 +125,13 @@ func (a *Attempts) Tried(addr string) bool {
 }
 
 // recorded is how many slots may hold an attempt.
-func (a *Attempts) recorded() int { return min(int(a.claimed.Load()), maxAttempts) }
+func (a *Attempts) recorded() int { return min(int(a.claimed.Load()), MaxAttempts) }
 
 // Add records that an attempt went to addr and returns the attempt's
 // ordinal: 0 for the first pick of the call, 1 for the next, and so on.
 func (a *Attempts) Add(addr string) int {
 	k := int(a.claimed.Add(1)) - 1
-	if k < maxAttempts {
+	if k < MaxAttempts {
 		a.addrs[k] = addr
 		a.ready[k].Store(true)
 	}
@@ -148,8 +148,8 @@ func (a *Attempts) Answered(k int) { a.won.CompareAndSwap(0, int32(k)+1) }
 func (a *Attempts) Overtaken(k int) bool { return int(a.won.Load()) > k+1 }
 
 // AppendTried appends the endpoints tried so far, in order, to dst and
-// returns the result: with room for them in dst, a snapshot that a picker
-// can search without allocating.
+// returns the result: with room for them in dst (MaxAttempts), a snapshot
+// that a picker can search without allocating.
 func (a *Attempts) AppendTried(dst []string) []string {
 	for k := range a.recorded() {
 		if a.ready[k].Load() {

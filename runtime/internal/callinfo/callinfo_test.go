@@ -124,13 +124,13 @@ func TestAttemptsOrder(t *testing.T) {
 	if a.Tried("a") || len(a.Addrs()) != 0 || a.Overtaken(0) {
 		t.Error("Reset kept attempts")
 	}
-	for i := range maxAttempts + 3 { // beyond what it records
+	for i := range MaxAttempts + 3 { // beyond what it records
 		if k := a.Add(fmt.Sprintf("e%d", i)); k != i {
 			t.Fatalf("Add #%d = %d", i, k)
 		}
 	}
-	if !a.Tried("e0") || a.Tried(fmt.Sprintf("e%d", maxAttempts)) || len(a.Addrs()) != maxAttempts {
-		t.Errorf("Addrs() = %v, want the first %d", a.Addrs(), maxAttempts)
+	if !a.Tried("e0") || a.Tried(fmt.Sprintf("e%d", MaxAttempts)) || len(a.Addrs()) != MaxAttempts {
+		t.Errorf("Addrs() = %v, want the first %d", a.Addrs(), MaxAttempts)
 	}
 }
 

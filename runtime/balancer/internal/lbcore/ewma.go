@@ -106,6 +106,14 @@ func (e *EWMA) load() (float64, int64) {
 	}
 }
 
+// decayedLocked returns the estimate as of now, decayed with tau, and the
+// time (ns) since its sample; e.mu must be held.
+func (e *EWMA) decayedLocked(now int64, tau float64) (est, elapsed float64) {
+	est, stamp := e.load()
+	elapsed = float64(max(now-stamp, 0))
+	return est * decay(elapsed/tau), elapsed
+}
+
 // Sampled reports whether the estimate rests on evidence rather than on
 // the prior given to Init.
 func (e *EWMA) Sampled() bool { return e.sampled.Load() }
@@ -146,9 +154,7 @@ func (e *EWMA) Observe(x, m float64, now int64, p *Params) {
 	} else {
 		e.mu.Lock()
 	}
-	cur, stamp := e.load()
-	elapsed := float64(max(now-stamp, 0))
-	cur *= decay(elapsed / p.Tau)
+	cur, elapsed := e.decayedLocked(now, p.Tau)
 	stale := min(elapsed/p.ProbeInterval, 1)
 	if e.bound || !e.sampled.Load() {
 		cur = x // replacing a bound, a penalty or the prior
@@ -185,8 +191,7 @@ func (e *EWMA) Observe(x, m float64, now int64, p *Params) {
 // response replaces what it set.
 func (e *EWMA) ObserveBound(x, m float64, now int64, tau float64) {
 	e.mu.Lock()
-	cur, stamp := e.load()
-	cur *= decay(float64(max(now-stamp, 0)) / tau)
+	cur, _ := e.decayedLocked(now, tau)
 	if !e.sampled.Load() {
 		e.atLoad.Store(math.Float64bits(max(m, 1)))
 	}
@@ -204,8 +209,7 @@ func (e *EWMA) ObserveBound(x, m float64, now int64, tau float64) {
 // estimate to be replaced by the next response.
 func (e *EWMA) ObservePenalty(x float64, now int64, tau float64) {
 	e.mu.Lock()
-	cur, stamp := e.load()
-	cur *= decay(float64(max(now-stamp, 0)) / tau)
+	cur, _ := e.decayedLocked(now, tau)
 	if !e.sampled.Load() {
 		cur = 0 // the prior is no evidence
 	}

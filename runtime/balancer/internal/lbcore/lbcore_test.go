@@ -3,6 +3,7 @@ package lbcore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	rand "math/rand/v2"
 	"testing"
@@ -867,5 +868,34 @@ func TestFailureStreak(t *testing.T) {
 	end(codes.OK)
 	if ep.Failing() {
 		t.Fatal("still Failing after a success")
+	}
+}
+
+// TestAvoidSetBeyondOneWord: with more endpoints than one word of the bit
+// set holds, the untried ones are still the only candidates.
+func TestAvoidSetBeyondOneWord(t *testing.T) {
+	var cs []endpointsharding.ChildState
+	for i := range 70 {
+		cs = append(cs, child(fmt.Sprintf("ep-%02d", i), connectivity.Ready, &fakePicker{}))
+	}
+	s := newSim(t, 3, 0, 0)
+	_, ready := s.tr.Sync(cs)
+	a := new(callinfo.Attempts)
+	for i := range callinfo.MaxAttempts {
+		a.Add(ready[i].EP.Addr)
+	}
+	secondWord := false
+	for range 200 {
+		i := s.tr.ChooseP2C(ready, 0, s.tr.Params(), &callinfo.Info{Attempts: a})
+		if i < callinfo.MaxAttempts {
+			t.Fatalf("chose tried endpoint %d", i)
+		}
+		secondWord = secondWord || i >= 64
+	}
+	if !secondWord {
+		t.Error("no endpoint of the second word chosen in 200 picks")
+	}
+	if got := nthBit([]uint64{0b101, 0b11}, 3); got != 65 {
+		t.Errorf("nthBit = %d, want 65", got)
 	}
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // maxStackCandidates is how many endpoints the avoid-set path handles
-// without allocating (as a bit mask).
+// without allocating (as a one-word bit set).
 const maxStackCandidates = 64
 
 // ChooseP2C returns the index in ready of the endpoint that takes the call
@@ -121,7 +121,7 @@ const noiseBand = 1.5
 //     one with fewer calls in flight wins (counts are exact, not noisy),
 //     or, as loaded, the one picked longer ago, so that equal endpoints
 //     take turns;
-//   - beyond it, the cheaper wins with probability ρ⁴/(1+ρ⁴), ρ being the
+//   - beyond it, the cheaper wins with probability ρ⁸/(1+ρ⁸), ρ being the
 //     ratio of the costs over noiseBand (see softChoice).
 //
 // Why not the cheaper one always: costs are estimates, and the estimates
@@ -223,17 +223,18 @@ func pair(r uint64, n int) (int, int) {
 }
 
 // chooseUntried runs P2C over the endpoints a has not tried; ok is false
-// when every ready endpoint was tried (the caller then ignores a). Up to
-// 64 endpoints, the untried ones are a bit mask, and nothing is allocated.
+// when every ready endpoint was tried (the caller then ignores a). The
+// untried endpoints are a bit set, on the stack up to 64 endpoints.
 func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo.Attempts, probe bool) (int, bool) {
+	var small [1]uint64
+	set := small[:]
 	if len(ready) > maxStackCandidates {
-		return t.chooseUntriedMany(ready, now, p, a, probe)
+		set = make([]uint64, (len(ready)+63)/64)
 	}
-	var untried uint64
 	n := 0
 	for i := range ready {
 		if !a.Tried(ready[i].EP.Addr) {
-			untried |= 1 << i
+			set[i/64] |= 1 << (i % 64)
 			n++
 		}
 	}
@@ -241,38 +242,27 @@ func (t *Tracker) chooseUntried(ready []Child, now int64, p *Params, a *callinfo
 	case 0:
 		return 0, false
 	case 1:
-		return bits.TrailingZeros64(untried), true
+		return nthBit(set, 0), true
 	}
 	r := t.Rand()
 	x, y := pair(r, n)
-	return t.choose(ready, nthBit(untried, x), nthBit(untried, y), now, p, r, probe), true
+	return t.choose(ready, nthBit(set, x), nthBit(set, y), now, p, r, probe), true
 }
 
-// nthBit returns the index of the n-th (from 0) set bit of m.
-func nthBit(m uint64, n int) int {
-	for range n {
-		m &= m - 1 // clear the lowest set bit
-	}
-	return bits.TrailingZeros64(m)
-}
-
-// chooseUntriedMany is chooseUntried for more than 64 endpoints.
-func (t *Tracker) chooseUntriedMany(ready []Child, now int64, p *Params, a *callinfo.Attempts, probe bool) (int, bool) {
-	var cand []int
-	for i := range ready {
-		if !a.Tried(ready[i].EP.Addr) {
-			cand = append(cand, i)
+// nthBit returns the index of the n-th (from 0) set bit of set; there are
+// more than n.
+func nthBit(set []uint64, n int) int {
+	for w, m := range set {
+		if c := bits.OnesCount64(m); n >= c {
+			n -= c
+			continue
 		}
+		for range n {
+			m &= m - 1 // clear the lowest set bit
+		}
+		return w*64 + bits.TrailingZeros64(m)
 	}
-	switch len(cand) {
-	case 0:
-		return 0, false
-	case 1:
-		return cand[0], true
-	}
-	r := t.Rand()
-	x, y := pair(r, len(cand))
-	return t.choose(ready, cand[x], cand[y], now, p, r, probe), true
+	return -1 // unreachable while set has more than n bits
 }
 
 // AnyUntried reports whether some endpoint in children is ready and not in

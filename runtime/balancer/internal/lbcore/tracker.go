@@ -201,9 +201,12 @@ func (e *Endpoint) claimProbe(now int64, base float64) bool {
 // one serial caller, which take turns by it (see Tracker.prefer).
 const lastPickResolution = int64(50 * time.Microsecond)
 
-// maxProbeBackoff caps the lengthening of probe intervals: 16 × the
-// probe interval, 4 s with the default.
-const maxProbeBackoff = 16
+// maxProbeDoublings caps the lengthening of probe intervals at
+// maxProbeBackoff (16) × the probe interval, 4 s with the default.
+const (
+	maxProbeDoublings = 4
+	maxProbeBackoff   = 1 << maxProbeDoublings
+)
 
 // probeInterval is how long e may go without a pick before it is due a
 // probe: base, doubled for each failure in a row (a timeout counts as two
@@ -214,7 +217,7 @@ const maxProbeBackoff = 16
 // ejection of the same host, because every probe of a hung backend costs
 // its caller a whole deadline.
 func (e *Endpoint) probeInterval(base float64) float64 {
-	k := min(e.streak.Load()/failureWeight, 4) // 2^4 = maxProbeBackoff
+	k := min(e.streak.Load()/failureWeight, maxProbeDoublings)
 	return base * float64(int64(1)<<k)
 }
 
@@ -476,7 +479,8 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, ci *callinfo
 		ep.lastPick.Store(now)
 	}
 	cl := callPool.Get().(*call)
-	cl.ep, cl.start, cl.load, cl.stream, cl.childDone = ep, now, load, ci.Stream, res.Done
+	cl.ep, cl.childDone = ep, res.Done
+	cl.outcome = outcome{start: now, load: load, stream: ci.Stream}
 	if a := ci.Attempts; a != nil {
 		cl.attempts, cl.ordinal = a, a.Add(ep.Addr)
 	}
@@ -488,12 +492,8 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, ci *callinfo
 // and each carries its Done as a method value bound once, so that Pick
 // allocates nothing.
 type call struct {
-	ep        *Endpoint
-	start     int64
-	load      int64 // calls in flight on ep when picked, this one included
-	stream    bool
-	attempts  *callinfo.Attempts // of a hedged call
-	ordinal   int                // this attempt's, in attempts
+	ep *Endpoint
+	outcome
 	childDone func(balancer.DoneInfo)
 	done      func(balancer.DoneInfo)
 }
@@ -514,7 +514,7 @@ func (c *call) finish(info balancer.DoneInfo) {
 	if ep == nil {
 		return // grpc-go calls Done once; be safe should that ever change.
 	}
-	o := outcome{start: c.start, load: c.load, stream: c.stream, attempts: c.attempts, ordinal: c.ordinal}
+	o := c.outcome
 	*c = call{done: c.done}
 	callPool.Put(c)
 	ep.finish(info, o)
@@ -526,10 +526,10 @@ func (c *call) finish(info balancer.DoneInfo) {
 // outcome is what finish needs of a call.
 type outcome struct {
 	start    int64
-	load     int64
+	load     int64 // calls in flight on its endpoint when picked, it included
 	stream   bool
-	attempts *callinfo.Attempts
-	ordinal  int
+	attempts *callinfo.Attempts // of a hedged call
+	ordinal  int                // this attempt's, in attempts
 }
 
 // finish accounts a call's end. What each end says of the endpoint:
