@@ -56,6 +56,9 @@ func timedLoop(t *testing.T, s *sim, d time.Duration, workers int, outcome outco
 	end := s.clk.now + int64(d)
 	var q completions
 	start := func() {
+		if s.hook != nil {
+			s.hook(s.clk.now)
+		}
 		i := s.tr.ChooseP2C(s.ready, s.clk.now, s.tr.Params(), nil)
 		addr := s.ready[i].EP.Addr
 		ty.calls++

@@ -257,6 +257,9 @@ type sim struct {
 	inFlight int
 	fails    func(addr string) bool
 	pending  []func()
+	// hook, when set, runs before each call of timedLoop starts, with the
+	// clock's reading: a scenario changes the endpoint set there.
+	hook func(now int64)
 }
 
 func (s *sim) run(n int) map[string]int {
@@ -523,13 +526,14 @@ func TestSoftChoice(t *testing.T) {
 // one picked longer ago first; beyond the band, cost decides.
 func TestPreferTakesTurnsWithinNoise(t *testing.T) {
 	s := newSim(t, 3, 0, 0, "a", "b")
-	a, b := s.ready[0].EP, s.ready[1].EP
+	ca, cb := &s.ready[0], &s.ready[1]
+	a, b := ca.EP, cb.EP
 	a.ewma.Observe(ms, 1, 0, params)
 	b.ewma.Observe(1.4*ms, 1, 0, params)
 	a.lastPick.Store(10)
 	b.lastPick.Store(5)
 	for _, r := range []uint64{0, half, ^uint64(0)} {
-		if s.tr.prefer(a, b, 20, params, r) || !s.tr.prefer(b, a, 20, params, r) {
+		if s.tr.prefer(ca, cb, 20, params, r) || !s.tr.prefer(cb, ca, 20, params, r) {
 			t.Fatal("the endpoint picked longer ago did not win a tie")
 		}
 	}
@@ -537,14 +541,14 @@ func TestPreferTakesTurnsWithinNoise(t *testing.T) {
 	b.ewma.Init(0, 0)
 	b.ewma.Observe(0.6*ms, 1, 0, params)
 	busy(b, 1, 20)
-	if !s.tr.prefer(a, b, 20, params, half) || s.tr.prefer(b, a, 20, params, half) {
+	if !s.tr.prefer(ca, cb, 20, params, half) || s.tr.prefer(cb, ca, 20, params, half) {
 		t.Fatal("within the band, the endpoint with more calls in flight won")
 	}
 	// b: 5ms × 2, beyond the band: cost decides, whatever the turn.
 	b.ewma.Init(0, 0)
 	b.ewma.Observe(5*ms, 1, 0, params)
 	b.lastPick.Store(0)
-	if !s.tr.prefer(a, b, 20, params, half) {
+	if !s.tr.prefer(ca, cb, 20, params, half) {
 		t.Error("a 10× cheaper endpoint lost at u = 1/2")
 	}
 }

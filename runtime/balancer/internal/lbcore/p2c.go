@@ -34,7 +34,12 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, ci *callinfo.In
 		return 0
 	}
 	r := t.Rand()
-	i, j := pair(r, n)
+	var i, j int
+	if weighted(ready) {
+		i, j = weightedPair(ready, r, t.Rand())
+	} else {
+		i, j = pair(r, n)
+	}
 	return t.choose(ready, i, j, now, p, r, probe)
 }
 
@@ -66,7 +71,9 @@ func (t *Tracker) ChooseP2C(ready []Child, now int64, p *Params, ci *callinfo.In
 //     backends share a serial caller's calls instead of the one whose
 //     estimate happens to be lowest taking all of them; beyond it the
 //     cheaper wins all but always, softly, so that a real difference
-//     decides (2× costlier: 9% of the draws; 3×: 0.4%).
+//     decides (2× costlier: 9% of the draws; 3×: 0.4%). In a weighted
+//     set, calls in flight and turns count per unit of weight (see
+//     weights.go).
 //
 // r is the random word the pair was drawn from; the soft choice draws from
 // a mix of it, so that a pick costs one random word. probe is false for a
@@ -97,7 +104,7 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64
 		return i
 	}
 	w, l := i, j
-	if !t.prefer(ei, ej, now, p, mix(r)) {
+	if !t.prefer(&ready[i], &ready[j], now, p, mix(r)) {
 		w, l = j, i
 	}
 
@@ -114,13 +121,15 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64
 // latencies (scheduling delays, GC pauses, the peak of the estimate).
 const noiseBand = 1.5
 
-// prefer reports whether ei should take the call rather than ej, given 64
-// random bits r:
+// prefer reports whether ci's endpoint should take the call rather than
+// cj's, given 64 random bits r:
 //
 //   - costs within noiseBand of each other are equal in latency, and the
 //     one with fewer calls in flight wins (counts are exact, not noisy),
 //     or, as loaded, the one picked longer ago, so that equal endpoints
-//     take turns;
+//     take turns; in a weighted set, the one with fewer calls in flight
+//     per unit of weight, then the one with the lower pick rate per unit
+//     of weight;
 //   - beyond it, the cheaper wins with probability ρ⁸/(1+ρ⁸), ρ being the
 //     ratio of the costs over noiseBand (see softChoice).
 //
@@ -135,14 +144,22 @@ const noiseBand = 1.5
 // outside the noise, while an endpoint a little dearer than the band
 // still gets some calls, and so samples that bring it back when its
 // estimate was a fluke.
-func (t *Tracker) prefer(ei, ej *Endpoint, now int64, p *Params, r uint64) bool {
+func (t *Tracker) prefer(chi, chj *Child, now int64, p *Params, r uint64) bool {
+	ei, ej := chi.EP, chj.EP
 	ci, cj := ei.Cost(now, p.Tau), ej.Cost(now, p.Tau)
 	lo, hi := min(ci, cj), max(ci, cj)
 	if hi <= lo*noiseBand {
-		if ni, nj := ei.InFlight(), ej.InFlight(); ni != nj {
-			return ni < nj
+		ni, nj := ei.InFlight(), ej.InFlight()
+		if chi.cum == 0 { // unweighted
+			if ni != nj {
+				return ni < nj
+			}
+			return ei.lastPick.Load() <= ej.lastPick.Load()
 		}
-		return ei.lastPick.Load() <= ej.lastPick.Load()
+		if c := lessLoadedPerWeight(ni, nj, chi.Weight, chj.Weight); c != 0 {
+			return c < 0
+		}
+		return lowerRatePerWeight(ei, ej, chi.Weight, chj.Weight, now)
 	}
 	return softChoice(ci, cj, r)
 }

@@ -73,6 +73,7 @@ type Endpoint struct {
 	failures atomic.Uint64
 	streak   atomic.Int64 // weight of the failures in a row (see EjectAfter); an answer ends it
 	lastPick atomic.Int64 // clock reading of the latest unary pick (or probe claim)
+	rate     pickRate     // recent unary picks, counted only in a weighted set
 	ewma     EWMA
 	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
 	// shown is the state Endpoints reports: state as of the latest picker
@@ -311,6 +312,12 @@ type Child struct {
 	// (endpointsharding runs the request on a goroutine of its own). Nil
 	// when the child states did not come from endpointsharding.
 	ExitIdle func()
+	// Weight is the endpoint's weight as its resolver gave it (see
+	// WeightOf): 1 when it gave none.
+	Weight uint32
+	// cum is, in a ready set whose weights differ, the sum of the weights
+	// of the children up to this one; 0 otherwise (see weigh).
+	cum uint64
 }
 
 // Tracker holds the Endpoints of one balancer. It is the balancer's
@@ -363,7 +370,12 @@ func (t *Tracker) addTotal(d int64) {
 // Endpoints for new addresses (with the default RTT as their estimate),
 // resets the estimate of an endpoint that is READY again after a
 // reconnection, drops those the resolver no longer lists, and returns every
-// child sorted by address, and the READY ones.
+// child sorted by address, and the READY ones, prepared for weighted picks
+// when their weights differ.
+//
+// An endpoint dropped here gets no new calls from the picker built next;
+// its calls in flight go on (grpc-go drains the connection of a removed
+// SubConn) and account to its Endpoint, which they hold.
 func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Child) {
 	now := t.Now()
 	p := t.params.Load()
@@ -407,6 +419,7 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			State:    ep.state,
 			Ready:    ep.state == connectivity.Ready,
 			ExitIdle: cs.ExitIdle,
+			Weight:   WeightOf(cs.Endpoint),
 		})
 	}
 	for addr := range t.eps {
@@ -420,6 +433,7 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			ready = append(ready, c)
 		}
 	}
+	weigh(ready)
 	return all, ready
 }
 
@@ -477,6 +491,9 @@ func (t *Tracker) Pick(c *Child, info balancer.PickInfo, now int64, ci *callinfo
 		// less than the resolution that its readers need, and the store
 		// would bounce its cache line between the cores that pick.
 		ep.lastPick.Store(now)
+	}
+	if c.cum != 0 && !ci.Stream {
+		ep.rate.add(now) // the weighted tie-break's (see pickRate)
 	}
 	cl := callPool.Get().(*call)
 	cl.ep, cl.childDone = ep, res.Done
