@@ -10,7 +10,8 @@ import (
 )
 
 const (
-	// DefaultVirtualNodes is the number of ring positions per endpoint.
+	// DefaultVirtualNodes is the number of ring positions per endpoint (per
+	// unit of weight, when the resolver gives weights).
 	// 160 is libketama's choice (40 MD5 digests × 4 points), the de facto
 	// standard for memcached-style rings: the share of keys an endpoint owns
 	// then deviates from 1/N by about 1/sqrt(160) ≈ 8%, and a ring of 100
@@ -33,7 +34,7 @@ const (
 // LBConfig is the policy's JSON config. Every field is optional:
 //
 //	{
-//	  "virtualNodes":   160,               // ring positions per endpoint; [1, 4096]
+//	  "virtualNodes":   160,               // ring positions per endpoint (per unit of weight); [1, 4096]
 //	  "balanceFactor":  1.25,              // c of the load bound; (1, 100]
 //	  "decayWindow":    "10s",             // as PEAK_EWMA: used for calls with no key
 //	  "defaultRtt":     "30ms",            //   and for the latency in the stats
@@ -49,7 +50,8 @@ type LBConfig struct {
 	serviceconfig.LoadBalancingConfig `json:"-"`
 	lbcore.LatencyConfig
 
-	// VirtualNodes is the number of ring positions per endpoint. Default
+	// VirtualNodes is the number of ring positions per endpoint, per unit
+	// of its weight. Default
 	// DefaultVirtualNodes; bounds [1, MaxVirtualNodes].
 	VirtualNodes int `json:"virtualNodes,omitempty"`
 	// BalanceFactor is c, the bound on an endpoint's load relative to the

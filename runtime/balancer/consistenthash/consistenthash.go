@@ -36,6 +36,15 @@
 // Calls without a key are never refused: they go to the cheaper of two
 // random READY endpoints on peak-EWMA cost, as under PEAK_EWMA.
 //
+// Endpoint weights (grpc-go's experimental/balancer/weight attribute, set
+// by lbclient's file and etcd resolvers and by xDS) scale an endpoint's
+// share of the ring — virtualNodes × its weight nodes, so that a weight
+// change moves keys only to or from that endpoint — and its load bound,
+// ceil(c × (in-flight + 1) × weight / total READY weight). An endpoint's
+// share of the keys deviates from its weight's share by about
+// 1/sqrt(its nodes): 8% at the default 160 for weight 1; raise
+// virtualNodes where the split must be closer.
+//
 // The policy is a thin layer over grpc-go's endpointsharding with pickfirst
 // children. Import the package for its side effect and select it through
 // the service config:
@@ -82,12 +91,13 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 }
 
 // pickerBuilder keeps the last ring: most state changes (a child going
-// CONNECTING, READY) leave the set of endpoints and the virtual node count
-// as they were, and the ring is reused.
+// CONNECTING, READY) leave the endpoints, their weights and the virtual
+// node count as they were, and the ring is reused.
 type pickerBuilder struct {
-	addrs  []string
-	vnodes int
-	ring   *ring
+	addrs   []string
+	weights []uint32
+	vnodes  int
+	ring    *ring
 }
 
 // CountsTotal implements lbcore.TotalCounter: the load bound reads the
@@ -97,20 +107,26 @@ func (*pickerBuilder) CountsTotal() bool { return true }
 func (pb *pickerBuilder) Build(c lbcore.Config, t *lbcore.Tracker, all, ready []lbcore.Child) balancer.Picker {
 	cfg := c.(*LBConfig)
 	addrs := make([]string, len(all))
+	weights := make([]uint32, len(all))
 	for i, ch := range all {
-		addrs[i] = ch.EP.Addr
+		addrs[i], weights[i] = ch.EP.Addr, ch.Weight
 	}
-	if pb.ring == nil || pb.vnodes != cfg.vnodes() || !slices.Equal(pb.addrs, addrs) {
-		pb.ring = newRing(addrs, cfg.vnodes())
-		pb.addrs, pb.vnodes = addrs, cfg.vnodes()
+	if pb.ring == nil || pb.vnodes != cfg.vnodes() || !slices.Equal(pb.addrs, addrs) || !slices.Equal(pb.weights, weights) {
+		pb.ring = newRing(addrs, weights, cfg.vnodes())
+		pb.addrs, pb.weights, pb.vnodes = addrs, weights, cfg.vnodes()
+	}
+	var readyWeight uint64
+	for _, ch := range ready {
+		readyWeight += uint64(ch.Weight)
 	}
 	return &picker{
-		t:      t,
-		all:    all,
-		ready:  ready,
-		ring:   pb.ring,
-		factor: cfg.factor(),
-		params: cfg.params,
-		kicked: make([]atomic.Bool, len(all)),
+		t:           t,
+		all:         all,
+		ready:       ready,
+		ring:        pb.ring,
+		factor:      cfg.factor(),
+		readyWeight: float64(readyWeight),
+		params:      cfg.params,
+		kicked:      make([]atomic.Bool, len(all)),
 	}
 }

@@ -23,7 +23,10 @@ type picker struct {
 	ready  []lbcore.Child // non-empty
 	ring   *ring
 	factor float64
-	params *lbcore.Params
+	// readyWeight is the sum of the READY endpoints' weights (N when
+	// unweighted), over which the load bound shares the calls in flight.
+	readyWeight float64
+	params      *lbcore.Params
 	// kicked[o] records that this snapshot asked the IDLE child all[o] to
 	// connect, so that a burst of calls for its keys asks once. The next
 	// snapshot (the child goes CONNECTING) starts afresh.
@@ -60,17 +63,24 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	return p.t.Pick(p.first(start, avoid), info, now, &ci, 0)
 }
 
-// limit is the load bound ceil(c × (in-flight + 1) / N), N being the READY
-// endpoints, the "+1" the call being placed (Mirrokni et al., section 2).
-func (p *picker) limit() int64 {
-	avg := float64(p.t.InFlight()+1) / float64(len(p.ready))
-	return int64(math.Ceil(p.factor * avg))
+// limit returns the load bound per unit of weight, c × (in-flight + 1) /
+// W, W being the READY endpoints' total weight (N unweighted) and the
+// "+1" the call being placed (Mirrokni et al., section 2): an endpoint of
+// weight w may hold ceil(limit × w) calls in flight (see bound).
+func (p *picker) limit() float64 {
+	return p.factor * float64(p.t.InFlight()+1) / p.readyWeight
+}
+
+// bound is the calls in flight c's endpoint may hold under limit.
+func bound(limit float64, c *lbcore.Child) int64 {
+	return int64(math.Ceil(limit * float64(c.Weight)))
 }
 
 // walk finds the key's endpoint: walking the ring from the key's position,
 // the first endpoint that is READY, not ejected (lbcore.EjectAfter
 // failures or lbcore.EjectAfterTimeouts timeouts in a row, and not due a
-// probe), below the load bound (Mirrokni et al.), and not in avoid (the
+// probe), below its load bound (Mirrokni et al., scaled by its weight),
+// and not in avoid (the
 // endpoints a hedged call tried). walk counts the call in flight on the
 // endpoint it returns, and returns that count; it returns nil when no
 // READY endpoint has room.
@@ -86,7 +96,7 @@ func (p *picker) limit() int64 {
 // again passes its keys on to their successors until it is READY, as A42
 // does in TRANSIENT_FAILURE. An IDLE endpoint on the way is asked to
 // connect (once per snapshot), so that it comes back.
-func (p *picker) walk(start int, limit, now int64, stream bool, avoid []string) (*lbcore.Child, int64) {
+func (p *picker) walk(start int, limit float64, now int64, stream bool, avoid []string) (*lbcore.Child, int64) {
 	n := len(p.ring.owners)
 	prev := int32(-1)
 	for k := range n {
@@ -108,7 +118,7 @@ func (p *picker) walk(start int, limit, now int64, stream bool, avoid []string) 
 			if c.EP.Ejected(now, p.params.ProbeInterval) {
 				continue
 			}
-			if load, ok := c.EP.TryAcquire(limit, now, stream); ok {
+			if load, ok := c.EP.TryAcquire(bound(limit, c), now, stream); ok {
 				return c, load
 			}
 		case connectivity.Idle:

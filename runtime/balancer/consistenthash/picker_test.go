@@ -47,7 +47,7 @@ func keyInfo(key string) balancer.PickInfo {
 func TestPickerAffinityUnderLightLoad(t *testing.T) {
 	addrs := endpointAddrs(5)
 	p := newTestPicker(t, defaultConfig(), addrs)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	for i := range 1000 {
 		k := fmt.Sprintf("customer-%d", i)
 		for range 3 {
@@ -65,7 +65,7 @@ func TestPickerAffinityUnderLightLoad(t *testing.T) {
 
 func TestPickerSkipsEndpointsNotReady(t *testing.T) {
 	addrs := endpointAddrs(5)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	down := addrs[2]
 	p := newTestPicker(t, defaultConfig(), addrs, down)
 	moved := 0
@@ -120,7 +120,7 @@ func TestPickerWithoutKeyUsesP2C(t *testing.T) {
 func TestPickerHedgedCallAvoidsTried(t *testing.T) {
 	addrs := endpointAddrs(4)
 	p := newTestPicker(t, defaultConfig(), addrs)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	for i := range 200 {
 		k := fmt.Sprintf("k%d", i)
 		home := owner(r, addrs, k)
@@ -264,7 +264,7 @@ func successors(r *ring, addrs []string, key string) []string {
 // Bounded-load overflow and hedges move on to READY endpoints too.
 func TestPickerKeysOnlyOnReadyEndpoints(t *testing.T) {
 	addrs := endpointAddrs(4)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	const key = "customer-7"
 	w := successors(r, addrs, key) // w[0] owns the key, w[1] is next, ...
 	if len(w) != 4 {
@@ -355,7 +355,7 @@ func TestPickerAllocsWhileOwnerConnects(t *testing.T) {
 		t.Skip("sync.Pool drops items on purpose under the race detector")
 	}
 	addrs := endpointAddrs(4)
-	w := successors(newRing(addrs, DefaultVirtualNodes), addrs, "customer-42")
+	w := successors(newRing(addrs, nil, DefaultVirtualNodes), addrs, "customer-42")
 	p := newStatePicker(t, addrs, map[string]connectivity.State{w[0]: connectivity.Connecting}, map[string]int{})
 	info := keyInfo("customer-42")
 	if allocs := testing.AllocsPerRun(1000, func() {
@@ -378,7 +378,7 @@ func TestPickerEjectsFailingEndpointFromKeys(t *testing.T) {
 	addrs := endpointAddrs(4)
 	var now int64
 	p := newTestPickerAt(t, func() int64 { return now }, defaultConfig(), addrs)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	bad := addrs[1]
 	var keys []string // keys whose endpoint is bad
 	for i := 0; len(keys) < 50; i++ {

@@ -10,23 +10,67 @@ import (
 
 // ring is the hash ring: virtual nodes sorted by hash. Endpoint i (in
 // address order) owns the nodes whose hash is xxhash64 of
-// "<address>_<k>" for k in [0, vnodes); a key belongs to the first node at
-// or after its own hash, wrapping around. The placement depends only on the
-// addresses, never on their order or on the process.
+// "<address>_<k>" for k in [0, vnodes × its weight); a key belongs to the
+// first node at or after its own hash, wrapping around. The placement
+// depends only on the addresses and weights, never on their order or on
+// the process; an endpoint whose weight changes gains or loses nodes of
+// its own, so only keys to or from it move.
 type ring struct {
 	hashes []uint64 // sorted
 	owners []int32  // owners[i] is the endpoint index of hashes[i]
 }
 
-func newRing(addrs []string, vnodes int) *ring {
+// maxRingNodes bounds the ring that weights make: 2^18 nodes (3 MiB,
+// searched in 18 steps). A ring of unweighted endpoints is never scaled
+// (virtualNodes × N, which the config bounds); weights that would take the
+// ring beyond both are scaled down in proportion, each endpoint keeping at
+// least one node. Scaled, a weight change moves keys between the other
+// endpoints too, so weights are best kept to small integers.
+const maxRingNodes = 1 << 18
+
+// ringNodes returns the virtual nodes of each endpoint: vnodes × weight
+// (weights nil: vnodes each), scaled down to maxRingNodes when weights
+// would make the ring larger than that and than an unweighted one.
+func ringNodes(n int, weights []uint32, vnodes int) []int {
+	nodes := make([]int, n)
+	var total uint64
+	for i := range nodes {
+		w := uint64(1)
+		if weights != nil {
+			w = uint64(weights[i])
+		}
+		total += w * uint64(vnodes)
+	}
+	limit := max(uint64(maxRingNodes), uint64(n*vnodes))
+	for i := range nodes {
+		w := uint64(1)
+		if weights != nil {
+			w = uint64(weights[i])
+		}
+		k := w * uint64(vnodes)
+		if total > limit {
+			k = max(1, k*limit/total)
+		}
+		nodes[i] = int(k)
+	}
+	return nodes
+}
+
+// newRing builds the ring of addrs, weighted by weights (nil: all 1).
+func newRing(addrs []string, weights []uint32, vnodes int) *ring {
 	type vnode struct {
 		hash  uint64
 		owner int32
 	}
-	nodes := make([]vnode, 0, len(addrs)*vnodes)
+	counts := ringNodes(len(addrs), weights, vnodes)
+	size := 0
+	for _, c := range counts {
+		size += c
+	}
+	nodes := make([]vnode, 0, size)
 	buf := make([]byte, 0, 64)
 	for i, addr := range addrs {
-		for k := range vnodes {
+		for k := range counts[i] {
 			buf = append(append(append(buf[:0], addr...), '_'), strconv.Itoa(k)...)
 			nodes = append(nodes, vnode{hash: xxhash.Sum64(buf), owner: int32(i)})
 		}

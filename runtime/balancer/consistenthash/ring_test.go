@@ -20,7 +20,7 @@ func endpointAddrs(n int) []string {
 
 func TestRingPlacementIsStable(t *testing.T) {
 	addrs := endpointAddrs(4)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	if len(r.hashes) != 4*DefaultVirtualNodes || !slices.IsSorted(r.hashes) {
 		t.Fatalf("ring has %d nodes (sorted: %v), want %d sorted", len(r.hashes), slices.IsSorted(r.hashes), 4*DefaultVirtualNodes)
 	}
@@ -39,7 +39,7 @@ func TestRingPlacementIsStable(t *testing.T) {
 	}
 	rev := slices.Clone(addrs)
 	slices.Reverse(rev)
-	r2 := newRing(rev, DefaultVirtualNodes)
+	r2 := newRing(rev, nil, DefaultVirtualNodes)
 	for k, want := range golden {
 		if got := owner(r, addrs, k); got != want {
 			t.Errorf("key %q: owner %s, want %s", k, got, want)
@@ -64,7 +64,7 @@ func TestRingSearchWraps(t *testing.T) {
 
 func TestRingSharesAreEven(t *testing.T) {
 	addrs := endpointAddrs(10)
-	r := newRing(addrs, DefaultVirtualNodes)
+	r := newRing(addrs, nil, DefaultVirtualNodes)
 	count := map[string]int{}
 	const keys = 100000
 	for i := range keys {
@@ -83,7 +83,7 @@ func TestRingSharesAreEven(t *testing.T) {
 // them back.
 func TestKeyMovement(t *testing.T) {
 	addrs := endpointAddrs(11)
-	before, after := newRing(addrs[:10], DefaultVirtualNodes), newRing(addrs, DefaultVirtualNodes)
+	before, after := newRing(addrs[:10], nil, DefaultVirtualNodes), newRing(addrs, nil, DefaultVirtualNodes)
 	const keys = 100000
 	moved := 0
 	for i := range keys {

@@ -34,6 +34,13 @@
 //     latency sample; only a failure code at their end counts (lbclient's
 //     runtime marks streams; used without it, a stream is taken for a
 //     unary call).
+//   - Weights (grpc-go's experimental/balancer/weight attribute, which
+//     lbclient's file and etcd resolvers and xDS set) are capacity, not
+//     speed: pairs are drawn in proportion to weight, and between
+//     endpoints of equal cost calls in flight and recent picks count per
+//     unit of weight, so equal backends of weights 1 and 3 take a quarter
+//     and three quarters of the calls; a heavy endpoint that is slow is
+//     avoided all the same (see lbcore's weights.go).
 //   - Probes: an endpoint avoided for a probe interval (250 ms; doubled for
 //     each failure in a row after the first, up to 4 s) gets one call, and
 //     its answer replaces the stale estimate, so a backend that was slow

@@ -117,11 +117,26 @@ var schemeN atomic.Int64
 // resolver, with the given service config JSON; closed when the test ends.
 func Dial(tb testing.TB, serviceConfig string, addrs []string) *grpc.ClientConn {
 	tb.Helper()
-	r := manual.NewBuilderWithScheme("lbtest" + strconv.FormatInt(schemeN.Add(1), 10))
+	cc, _ := DialEndpoints(tb, serviceConfig, Endpoints(addrs))
+	return cc
+}
+
+// Endpoints returns one endpoint per address.
+func Endpoints(addrs []string) []resolver.Endpoint {
 	eps := make([]resolver.Endpoint, len(addrs))
 	for i, a := range addrs {
 		eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}}
 	}
+	return eps
+}
+
+// DialEndpoints returns a started channel to eps over grpc-go's manual
+// resolver, and the resolver, whose UpdateState changes the endpoints (and
+// their attributes, such as weights) under the channel; closed when the
+// test ends.
+func DialEndpoints(tb testing.TB, serviceConfig string, eps []resolver.Endpoint) (*grpc.ClientConn, *manual.Resolver) {
+	tb.Helper()
+	r := manual.NewBuilderWithScheme("lbtest" + strconv.FormatInt(schemeN.Add(1), 10))
 	r.InitialState(resolver.State{Endpoints: eps})
 	cc, err := grpc.NewClient(r.Scheme()+":///test",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -132,7 +147,7 @@ func Dial(tb testing.TB, serviceConfig string, addrs []string) *grpc.ClientConn 
 	}
 	tb.Cleanup(func() { cc.Close() })
 	cc.Connect()
-	return cc
+	return cc, r
 }
 
 // Call makes one call of the test method.
@@ -382,4 +397,72 @@ func BenchmarkPick(b *testing.B, p balancer.Picker, ctx context.Context) {
 			}
 		}
 	})
+}
+
+// Load is a closed loop of calls in the background: each worker makes its
+// next call as soon as the previous one ends, until Stop.
+type Load struct {
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	calls  atomic.Int64
+	failed atomic.Int64
+	mu     sync.Mutex
+	errs   []error // the first few failures
+}
+
+// StartLoad starts workers callers on cc; ctx, when not nil, derives each
+// call's context (a hash key, for example) from the worker and call
+// number. Every call has a 10 s deadline.
+func StartLoad(cc grpc.ClientConnInterface, workers int, ctx func(worker int, n int64) context.Context) *Load {
+	l := &Load{stop: make(chan struct{})}
+	for w := range workers {
+		l.wg.Go(func() {
+			for n := int64(0); ; n++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				base := context.Background()
+				if ctx != nil {
+					base = ctx(w, n)
+				}
+				c, cancel := context.WithTimeout(base, 10*time.Second)
+				err := Call(c, cc)
+				cancel()
+				l.calls.Add(1)
+				if err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err)
+					}
+					l.mu.Unlock()
+				}
+			}
+		})
+	}
+	return l
+}
+
+// Stop ends the loop, waits for the calls under way, and returns the
+// number of calls made, failed, and the first failures.
+func (l *Load) Stop() (calls, failed int64, errs []error) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.calls.Load(), l.failed.Load(), l.errs
+}
+
+// WaitCalls waits until b has handled more than n calls, and returns how
+// long that took; it fails the test after limit.
+func WaitCalls(tb testing.TB, b *Backend, n int64, limit time.Duration) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for b.Calls.Load() <= n {
+		if time.Since(start) > limit {
+			tb.Fatalf("%s: no call within %v", b.Addr, limit)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
 }
