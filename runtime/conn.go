@@ -234,6 +234,10 @@ type EndpointStats struct {
 	// endpoint answered (an eighth of the way per answer); 0 before its
 	// first answer.
 	Latency time.Duration
+	// Weight is the endpoint's weight as the resolver gave it, under
+	// PEAK_EWMA and CONSISTENT_HASH (1 when it gave none); 0 under
+	// grpc-go's policies, which do not report it.
+	Weight uint32
 }
 
 // Endpoints returns a snapshot of the connection's endpoints, sorted by

@@ -32,6 +32,10 @@ type Endpoint struct {
 	// Latency is a moving average of the latency of the calls the
 	// endpoint answered; 0 before the first.
 	Latency time.Duration
+	// Weight is the endpoint's weight from the resolver under lbclient's
+	// policies (1 when it gave none); 0 under grpc-go's, which do not
+	// report it.
+	Weight uint32
 }
 
 // Source is what a balancer offers: a snapshot of its endpoints.

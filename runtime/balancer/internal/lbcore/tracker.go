@@ -76,6 +76,7 @@ type Endpoint struct {
 	rate     pickRate     // recent unary picks, counted only in a weighted set
 	ewma     EWMA
 	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
+	weight   uint32             // its weight at the latest Sync; guarded by t.mu
 	// shown is the state Endpoints reports: state as of the latest picker
 	// sent to the channel (see Tracker.Published), so that a READY
 	// endpoint is never reported before the channel can pick it. Guarded
@@ -413,13 +414,14 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			ep.streak.Store(0)
 		}
 		ep.state = st
+		ep.weight = WeightOf(cs.Endpoint)
 		all = append(all, Child{
 			EP:       ep,
 			Picker:   cs.State.Picker,
 			State:    ep.state,
 			Ready:    ep.state == connectivity.Ready,
 			ExitIdle: cs.ExitIdle,
-			Weight:   WeightOf(cs.Endpoint),
+			Weight:   ep.weight,
 		})
 	}
 	for addr := range t.eps {
@@ -460,6 +462,7 @@ func (t *Tracker) Endpoints() []lbstats.Endpoint {
 			Picks:    ep.picks.Load(),
 			Failures: ep.failures.Load(),
 			Latency:  time.Duration(ep.ewma.Mean()),
+			Weight:   ep.weight,
 		})
 	}
 	t.mu.Unlock()

@@ -56,6 +56,13 @@ func TestSyncReadsWeights(t *testing.T) {
 	if fmt.Sprint(got) != "[1 4 6]" {
 		t.Errorf("cum = %v, want [1 4 6]", got)
 	}
+	var stats []uint32
+	for _, e := range s.tr.Endpoints() {
+		stats = append(stats, e.Weight)
+	}
+	if fmt.Sprint(stats) != "[1 3 2]" {
+		t.Errorf("weights in the stats = %v, want [1 3 2]", stats)
+	}
 }
 
 // TestWeightedPair: the first candidate is drawn in proportion to weight,
