@@ -109,7 +109,7 @@ func (b *dnsRefreshBuilder) Build(target resolver.Target, cc resolver.ClientConn
 		gen:      1,
 		done:     make(chan struct{}),
 	}
-	// Build may report the first state before it returns (it does for an
+	// An inner Build may report before it returns (grpc-go's does for an
 	// IP address), so the generation it reports under is current already.
 	inner, err := b.inner.Build(target, &refreshCC{r: r, gen: 1}, opts)
 	if err != nil {
