@@ -82,7 +82,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(cmp.Or(o.creds, credentials.NewTLS(nil))),
 		grpc.WithDefaultServiceConfig(sc),
-		grpc.WithResolvers(o.resolvers...),
+		grpc.WithResolvers(connResolvers(o.resolvers, r.DNSRefresh, logger)...),
 		grpc.WithChainStreamInterceptor(markStream),
 	}
 	// The rules are the service config. A resolver's own config (DNS TXT
@@ -142,11 +142,40 @@ func effectiveRules(rules *ServiceRules, o *options) *ServiceRules {
 	if o.healthCheck != nil {
 		r.HealthCheckService = *o.healthCheck
 	}
+	if o.dnsRefresh != nil {
+		r.DNSRefresh = *o.dnsRefresh
+	}
 	if len(o.methods) > 0 && r.Methods == nil {
 		r.Methods = make(map[string]MethodRules, len(o.methods))
 	}
 	maps.Copy(r.Methods, o.methods)
 	return &r
+}
+
+// connResolvers returns the resolvers of one connection: those of
+// WithResolver, with the "dns" scheme's made to refresh every interval
+// (DefaultDNSRefresh when 0; not at all when negative). The refreshing
+// builder wraps the dns builder grpc would have used: the first of
+// WithResolver's for the scheme, as grpc.ClientConn picks the first, or else
+// the registered one. It serves every target grpc resolves by DNS, bare
+// "host:port" ones included (grpc.NewClient's default scheme is "dns").
+func connResolvers(given []resolver.Builder, interval time.Duration, logger *slog.Logger) []resolver.Builder {
+	if interval < 0 {
+		return given
+	}
+	interval = cmp.Or(interval, DefaultDNSRefresh)
+	out := make([]resolver.Builder, 0, len(given)+1)
+	var inner resolver.Builder
+	for _, b := range given {
+		if b.Scheme() == "dns" {
+			if inner == nil {
+				inner = b
+			}
+			continue
+		}
+		out = append(out, b)
+	}
+	return append(out, newDNSRefreshBuilder(inner, interval, logger))
 }
 
 // checkTarget catches the target mistakes that grpc.NewClient would only

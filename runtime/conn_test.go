@@ -326,6 +326,12 @@ func TestDialErrors(t *testing.T) {
 		{"method the service lacks", "static:///x:1", &runtime.ServiceRules{Service: service}, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/SayHelo", runtime.MethodRules{Timeout: time.Second})},
 			"lbclient: rules of greeter.v1.Greeter: rules of /greeter.v1.Greeter/SayHelo: service greeter.v1.Greeter has no method SayHelo; its descriptor lists SayHello, GreetAccount, Watch, Upload, Chat"},
 		{"policy", "static:///x:1", nil, []runtime.Option{runtime.WithPolicy(runtime.Policy(99))}, "lbclient: WithPolicy: unknown policy Policy(99)"},
+		{"dns refresh zero", "static:///x:1", nil, []runtime.Option{runtime.WithDNSRefresh(0)},
+			"lbclient: WithDNSRefresh: 0 is not an interval: pass DefaultDNSRefresh (30s) for the default, or a negative duration to turn refresh off"},
+		{"dns refresh short", "static:///x:1", nil, []runtime.Option{runtime.WithDNSRefresh(100 * time.Millisecond)},
+			"lbclient: WithDNSRefresh: 100ms is outside [1s, 1h0m0s] (a negative interval turns refresh off)"},
+		{"dns refresh in rules", "static:///x:1", &runtime.ServiceRules{Service: service, DNSRefresh: 2 * time.Hour}, nil,
+			"lbclient: rules of greeter.v1.Greeter: DNSRefresh: 2h0m0s is outside [1s, 1h0m0s] (a negative interval turns refresh off)"},
 		{"budget", "static:///x:1", nil, []runtime.Option{runtime.WithHedgingBudget(2, 10)}, "lbclient: WithHedgingBudget: ratio 2 is outside [0, 1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

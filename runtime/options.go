@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -29,6 +30,7 @@ type options struct {
 	defaults    *MethodRules
 	methods     map[string]MethodRules
 	healthCheck *string
+	dnsRefresh  *time.Duration
 	creds       credentials.TransportCredentials
 	credsOption string // the option that set creds, for error messages
 	perRPC      []credentials.PerRPCCredentials
@@ -88,6 +90,36 @@ func WithMethodRules(fullMethod string, rules MethodRules) Option {
 func WithHealthCheck(serviceName string) Option {
 	return optionFunc(func(o *options) error {
 		o.healthCheck = &serviceName
+		return nil
+	})
+}
+
+// WithDNSRefresh sets how often a target resolved by DNS ("dns:///name:port",
+// "dns://server:53/name:port", or a bare "name:port") is looked up again,
+// overriding the annotation's dns_refresh. grpc-go alone resolves again
+// only when a connection to a backend is lost, so a backend added to DNS
+// would get no calls while the others stay healthy; with refresh, it gets
+// them within d. Each wait is d less up to a fifth, at random, so that
+// clients started together do not query together.
+//
+// d must be within [MinDNSRefresh, MaxDNSRefresh]; the default is
+// DefaultDNSRefresh (30 s). A negative d turns refresh off, leaving
+// grpc-go's own behaviour; zero is an error, as it could mean either.
+//
+// An answer with no addresses (NXDOMAIN, an emptied record set) or a
+// failed lookup keeps the endpoints of the last good answer, and is logged
+// once, naming the target, until DNS answers with addresses again. The
+// refresh applies to this connection only; grpc-go's dns resolver and its
+// limits stay as they are for every other connection of the process.
+func WithDNSRefresh(d time.Duration) Option {
+	return optionFunc(func(o *options) error {
+		if d == 0 {
+			return fmt.Errorf("lbclient: WithDNSRefresh: 0 is not an interval: pass DefaultDNSRefresh (%v) for the default, or a negative duration to turn refresh off", DefaultDNSRefresh)
+		}
+		if err := checkDNSRefresh(d); err != nil {
+			return fmt.Errorf("lbclient: WithDNSRefresh: %w", err)
+		}
+		o.dnsRefresh = &d
 		return nil
 	})
 }

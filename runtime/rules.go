@@ -19,6 +19,11 @@ type ServiceRules struct {
 	// HealthCheckService, when not empty, turns on client-side health
 	// checking against this service name of grpc.health.v1.Health.
 	HealthCheckService string
+	// DNSRefresh is how often targets resolved by DNS are looked up again
+	// (WithDNSRefresh has the details): 0 means DefaultDNSRefresh, a
+	// negative value turns refresh off, and any other value must be within
+	// [MinDNSRefresh, MaxDNSRefresh].
+	DNSRefresh time.Duration
 	// Defaults apply to every method that has no entry in Methods. They
 	// cannot hedge: hedging is only for idempotent methods, named one by one
 	// (the generator expands hedging in the defaults of the annotations into

@@ -29,6 +29,11 @@ func validateRules(r *ServiceRules) error {
 	if r.Policy < PolicyUnspecified || r.Policy > ConsistentHash {
 		errs = append(errs, fmt.Errorf("Policy: unknown policy %v", r.Policy))
 	}
+	if r.DNSRefresh != 0 {
+		if err := checkDNSRefresh(r.DNSRefresh); err != nil {
+			errs = append(errs, fmt.Errorf("DNSRefresh: %w", err))
+		}
+	}
 	if r.Defaults.Hedging != nil {
 		errs = append(errs, errors.New("default rules: Hedging: hedging is for named idempotent methods: give it with WithMethodRules"))
 	}

@@ -41,6 +41,11 @@ func TestValidateRules(t *testing.T) {
 		{"hedge in defaults", ServiceRules{Defaults: MethodRules{Hedging: hedging(func(*HedgingPolicy) {})}}, "default rules: Hedging: hedging is for named idempotent methods: give it with WithMethodRules"},
 		{"method name", ServiceRules{Methods: map[string]MethodRules{"SayHello": {}}}, `method name "SayHello" is not of the form "/package.Service/Method"`},
 		{"throttling tokens", ServiceRules{RetryThrottling: &RetryThrottling{MaxTokens: 1001, TokenRatio: 1}}, "RetryThrottling.MaxTokens: 1001 is outside [1, 1000]"},
+		{"dns refresh off", ServiceRules{DNSRefresh: -1}, ""},
+		{"dns refresh bounds", ServiceRules{DNSRefresh: MinDNSRefresh}, ""},
+		{"dns refresh upper bound", ServiceRules{DNSRefresh: MaxDNSRefresh}, ""},
+		{"dns refresh short", ServiceRules{DNSRefresh: 500 * time.Millisecond}, "DNSRefresh: 500ms is outside [1s, 1h0m0s] (a negative interval turns refresh off)"},
+		{"dns refresh long", ServiceRules{DNSRefresh: MaxDNSRefresh + time.Second}, "DNSRefresh: 1h0m1s is outside [1s, 1h0m0s] (a negative interval turns refresh off)"},
 		{"throttling ratio", ServiceRules{RetryThrottling: &RetryThrottling{MaxTokens: 10}}, "RetryThrottling.TokenRatio: 0 is not greater than 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

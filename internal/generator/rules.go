@@ -15,6 +15,7 @@ type serviceRules struct {
 	DefaultTarget      string
 	Policy             string // Go name of the runtime.Policy constant; "" when unspecified
 	HealthCheckService string
+	DNSRefresh         time.Duration
 	Defaults           methodRules
 	RetryThrottling    *retryThrottling
 }

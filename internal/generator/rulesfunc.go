@@ -30,6 +30,9 @@ func rulesFunc(s *serviceModel) []jen.Code {
 	if r.HealthCheckService != "" {
 		elems = append(elems, field("HealthCheckService", jen.Lit(r.HealthCheckService)))
 	}
+	if r.DNSRefresh != 0 {
+		elems = append(elems, field("DNSRefresh", durationLit(r.DNSRefresh)))
+	}
 	if !r.Defaults.isZero() {
 		elems = append(elems, field("Defaults", ident(runtimePackage, "MethodRules").Add(methodRulesLit(r.Defaults))))
 	}

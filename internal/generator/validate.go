@@ -31,12 +31,16 @@ const (
 )
 
 // Bounds of the rules: gRFC A6 for attempts (grpc clamps above 5 silently;
-// lbclient says so instead) and for retry throttling's bucket.
+// lbclient says so instead) and for retry throttling's bucket; the DNS
+// refresh interval's are runtime.MinDNSRefresh and runtime.MaxDNSRefresh,
+// whose doc comments give the reasons (a test keeps the two alike).
 const (
-	minAttempts  = 2
-	maxAttempts  = 5
-	minMaxTokens = 1
-	maxMaxTokens = 1000
+	minAttempts   = 2
+	maxAttempts   = 5
+	minMaxTokens  = 1
+	maxMaxTokens  = 1000
+	minDNSRefresh = time.Second
+	maxDNSRefresh = time.Hour
 )
 
 // codeNames maps the canonical status code names, as the annotations and
@@ -104,6 +108,24 @@ func (c checker) duration(field, s string, required bool, example string) time.D
 		return 0
 	}
 	return d
+}
+
+// dnsRefresh parses the DNS refresh interval: a duration within
+// [minDNSRefresh, maxDNSRefresh]. Refresh cannot be turned off in the
+// annotations: that is for code that knows its resolver, at Dial.
+func (c checker) dnsRefresh(field, s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		c.errorf(field, "invalid duration %q", s)
+	case d <= 0:
+		c.errorf(field, "%q is outside [1s, 1h]: refresh is turned off in code, with runtime.WithDNSRefresh(-1)", s)
+	case d < minDNSRefresh || d > maxDNSRefresh:
+		c.errorf(field, "%q is outside [1s, 1h]", s)
+	default:
+		return d
+	}
+	return 0
 }
 
 // codes parses a list of status code names.
@@ -257,6 +279,9 @@ func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serv
 		sc.errorf(serviceOption+".policy", "unknown policy %q", strconv.Itoa(int(ann.GetPolicy())))
 	}
 	r.HealthCheckService = ann.GetHealthCheckService()
+	if s := ann.GetDnsRefresh(); s != "" {
+		r.DNSRefresh = sc.dnsRefresh(serviceOption+".dns_refresh", s)
+	}
 	r.Defaults = sc.methodRules(defaultsOption, ann.GetDefaults()).rules
 	if r.Defaults.Hedging != nil {
 		sc.errorf(defaultsOption+".hedging", "hedging is only for idempotent unary methods: set it on each such method")

@@ -3,6 +3,7 @@ package generator
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 
 	lbclientv1 "github.com/lbclient/lbclient/gen/lbclient/v1"
+	"github.com/lbclient/lbclient/runtime"
 )
 
 // checkedFile is the base of the validation cases.
@@ -181,6 +183,16 @@ func TestValidation(t *testing.T) {
 			svc + `(lbclient.v1.service).default_target: invalid target "dns://%zz/"`},
 		{"default target control character", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "host\n:443"}),
 			svc + `(lbclient.v1.service).default_target: invalid target "host\n:443"`},
+		{"dns refresh invalid", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "30"}),
+			svc + `(lbclient.v1.service).dns_refresh: invalid duration "30"`},
+		{"dns refresh short", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "999ms"}),
+			svc + `(lbclient.v1.service).dns_refresh: "999ms" is outside [1s, 1h]`},
+		{"dns refresh long", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "61m"}),
+			svc + `(lbclient.v1.service).dns_refresh: "61m" is outside [1s, 1h]`},
+		{"dns refresh zero", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "0s"}),
+			svc + `(lbclient.v1.service).dns_refresh: "0s" is outside [1s, 1h]: refresh is turned off in code, with runtime.WithDNSRefresh(-1)`},
+		{"dns refresh negative", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "-1s"}),
+			svc + `(lbclient.v1.service).dns_refresh: "-1s" is outside [1s, 1h]: refresh is turned off in code, with runtime.WithDNSRefresh(-1)`},
 		{"retry throttling tokens zero", "", onService(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 0, TokenRatio: 1}}),
 			svc + `(lbclient.v1.service).retry_throttling.max_tokens: "0" is outside [1, 1000]`},
 		{"retry throttling tokens high", "", onService(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 1001, TokenRatio: 1}}),
@@ -259,6 +271,8 @@ func TestValidationAccepts(t *testing.T) {
 			e.service(&lbclientv1.ServiceRules{Defaults: &lbclientv1.MethodRules{Retry: validRetry()}})
 			e.method("Unary", &lbclientv1.MethodRules{Hedging: validHedging()})
 		}},
+		{"dns refresh lower bound", func(e editor) { e.service(&lbclientv1.ServiceRules{DnsRefresh: "1s"}) }},
+		{"dns refresh upper bound", func(e editor) { e.service(&lbclientv1.ServiceRules{DnsRefresh: "60m"}) }},
 		{"throttling bounds", func(e editor) {
 			e.service(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 1000, TokenRatio: 0.001}})
 		}},
@@ -273,5 +287,17 @@ func TestValidationAccepts(t *testing.T) {
 				t.Fatalf("got %d files, want 1", len(resp.GetFile()))
 			}
 		})
+	}
+}
+
+// TestDNSRefreshBoundsMatchTheRuntime: the generator accepts the intervals
+// that Dial accepts, no more and no less, and its messages ("[1s, 1h]")
+// give those bounds.
+func TestDNSRefreshBoundsMatchTheRuntime(t *testing.T) {
+	if minDNSRefresh != runtime.MinDNSRefresh || maxDNSRefresh != runtime.MaxDNSRefresh {
+		t.Errorf("generator bounds [%v, %v], runtime bounds [%v, %v]", minDNSRefresh, maxDNSRefresh, runtime.MinDNSRefresh, runtime.MaxDNSRefresh)
+	}
+	if minDNSRefresh != time.Second || maxDNSRefresh != time.Hour {
+		t.Errorf("the messages say [1s, 1h], the bounds are [%v, %v]", minDNSRefresh, maxDNSRefresh)
 	}
 }

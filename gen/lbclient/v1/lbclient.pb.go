@@ -133,8 +133,15 @@ type ServiceRules struct {
 	Defaults *MethodRules `protobuf:"bytes,4,opt,name=defaults,proto3" json:"defaults,omitempty"`
 	// Bounds retries across all calls of a client: gRPC retry throttling.
 	RetryThrottling *RetryThrottling `protobuf:"bytes,5,opt,name=retry_throttling,json=retryThrottling,proto3" json:"retry_throttling,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How often a target resolved by DNS ("dns:///orders.internal:443") is
+	// looked up again: "30s". gRPC alone looks again only when a connection
+	// to a backend is lost, so a backend added to DNS would get no calls while
+	// the others stay healthy. From "1s" to "1h"; unset means "30s". The
+	// endpoints of the last answer with addresses are kept when DNS answers
+	// with none or fails.
+	DnsRefresh    string `protobuf:"bytes,6,opt,name=dns_refresh,json=dnsRefresh,proto3" json:"dns_refresh,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceRules) Reset() {
@@ -200,6 +207,13 @@ func (x *ServiceRules) GetRetryThrottling() *RetryThrottling {
 		return x.RetryThrottling
 	}
 	return nil
+}
+
+func (x *ServiceRules) GetDnsRefresh() string {
+	if x != nil {
+		return x.DnsRefresh
+	}
+	return ""
 }
 
 // MethodRules is the value of the (lbclient.v1.method) option and of
@@ -532,13 +546,15 @@ var File_lbclient_v1_lbclient_proto protoreflect.FileDescriptor
 
 const file_lbclient_v1_lbclient_proto_rawDesc = "" +
 	"\n" +
-	"\x1albclient/v1/lbclient.proto\x12\vlbclient.v1\x1a google/protobuf/descriptor.proto\"\x93\x02\n" +
+	"\x1albclient/v1/lbclient.proto\x12\vlbclient.v1\x1a google/protobuf/descriptor.proto\"\xb4\x02\n" +
 	"\fServiceRules\x12%\n" +
 	"\x0edefault_target\x18\x01 \x01(\tR\rdefaultTarget\x12+\n" +
 	"\x06policy\x18\x02 \x01(\x0e2\x13.lbclient.v1.PolicyR\x06policy\x120\n" +
 	"\x14health_check_service\x18\x03 \x01(\tR\x12healthCheckService\x124\n" +
 	"\bdefaults\x18\x04 \x01(\v2\x18.lbclient.v1.MethodRulesR\bdefaults\x12G\n" +
-	"\x10retry_throttling\x18\x05 \x01(\v2\x1c.lbclient.v1.RetryThrottlingR\x0fretryThrottling\"\xe6\x01\n" +
+	"\x10retry_throttling\x18\x05 \x01(\v2\x1c.lbclient.v1.RetryThrottlingR\x0fretryThrottling\x12\x1f\n" +
+	"\vdns_refresh\x18\x06 \x01(\tR\n" +
+	"dnsRefresh\"\xe6\x01\n" +
 	"\vMethodRules\x12\x18\n" +
 	"\atimeout\x18\x01 \x01(\tR\atimeout\x12)\n" +
 	"\x0ewait_for_ready\x18\x02 \x01(\bH\x00R\fwaitForReady\x88\x01\x01\x12.\n" +
