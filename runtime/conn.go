@@ -73,7 +73,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 			unregister()
 		}
 	}()
-	sc, err := serviceConfig(r, statsID)
+	sc, err := serviceConfig(r, statsID, o.deterministic)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +141,9 @@ func effectiveRules(rules *ServiceRules, o *options) *ServiceRules {
 	}
 	if o.healthCheck != nil {
 		r.HealthCheckService = *o.healthCheck
+	}
+	if o.subsetSize != nil {
+		r.SubsetSize = *o.subsetSize
 	}
 	if o.dnsRefresh != nil {
 		r.DNSRefresh = *o.dnsRefresh

@@ -31,6 +31,10 @@ type options struct {
 	methods     map[string]MethodRules
 	healthCheck *string
 	dnsRefresh  *time.Duration
+	subsetSize  *int
+	// deterministic is WithDeterministicSubset's: per client, so not a
+	// rule.
+	deterministic *deterministicSubset
 	creds       credentials.TransportCredentials
 	credsOption string // the option that set creds, for error messages
 	perRPC      []credentials.PerRPCCredentials

@@ -24,6 +24,10 @@ type ServiceRules struct {
 	// negative value turns refresh off, and any other value must be within
 	// [MinDNSRefresh, MaxDNSRefresh].
 	DNSRefresh time.Duration
+	// SubsetSize, when not zero, connects each client to that many of the
+	// target's backends (WithSubsetSize has the details); at most
+	// MaxSubsetSize.
+	SubsetSize int
 	// Defaults apply to every method that has no entry in Methods. They
 	// cannot hedge: hedging is only for idempotent methods, named one by one
 	// (the generator expands hedging in the defaults of the annotations into

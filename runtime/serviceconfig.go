@@ -63,12 +63,13 @@ type healthCheckJSON struct {
 }
 
 // serviceConfig renders the effective rules as grpc service config JSON.
-// statsID names the lbstats sink the balancer publishes its counters to.
+// statsID names the lbstats sink the balancer publishes its counters to;
+// det, when set, is WithDeterministicSubset's subsetting.
 // Hedging is left out: grpc-go ignores hedgingPolicy, so lbclient's
 // interceptor does it.
-func serviceConfig(r *ServiceRules, statsID string) (string, error) {
+func serviceConfig(r *ServiceRules, statsID string, det *deterministicSubset) (string, error) {
 	sc := serviceConfigJSON{
-		LoadBalancingConfig: []map[string]any{loadBalancingConfig(r.Policy, statsID)},
+		LoadBalancingConfig: []map[string]any{subsetConfig(loadBalancingConfig(r.Policy, statsID), r.SubsetSize, det)},
 	}
 	if r.HealthCheckService != "" {
 		sc.HealthCheckConfig = &healthCheckJSON{ServiceName: r.HealthCheckService}

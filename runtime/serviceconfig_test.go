@@ -39,7 +39,7 @@ func TestServiceConfig(t *testing.T) {
 		},
 		RetryThrottling: &RetryThrottling{MaxTokens: 10, TokenRatio: 0.5},
 	}
-	got, err := serviceConfig(rules, "id-1")
+	got, err := serviceConfig(rules, "id-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestLoadBalancingConfigPerPolicy(t *testing.T) {
 		WeightedRoundRobin: `{"lbclient_observe": {"statsId": "s", "childPolicy": [{"weighted_round_robin": {}}]}}`,
 	} {
 		t.Run(p.String(), func(t *testing.T) {
-			sc, err := serviceConfig(&ServiceRules{Policy: p}, "s")
+			sc, err := serviceConfig(&ServiceRules{Policy: p}, "s", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,6 +89,37 @@ func TestLoadBalancingConfigPerPolicy(t *testing.T) {
 			cc, err := grpc.NewClient("passthrough:///unused", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(sc))
 			if err != nil {
 				t.Fatalf("grpc rejects the service config of %v: %v\n%s", p, err, sc)
+			}
+			cc.Close()
+		})
+	}
+}
+
+func TestSubsetConfig(t *testing.T) {
+	pe := `{"lbclient_peak_ewma": {"statsId": "s"}}`
+	for _, tc := range []struct {
+		name  string
+		rules ServiceRules
+		det   *deterministicSubset
+		want  string
+	}{
+		{"none", ServiceRules{}, nil, pe},
+		{"random", ServiceRules{SubsetSize: 20}, nil, `{"random_subsetting_experimental": {"subsetSize": 20, "childPolicy": [` + pe + `]}}`},
+		{"deterministic wins", ServiceRules{SubsetSize: 20}, &deterministicSubset{size: 10, index: 3, count: 50},
+			`{"lbclient_deterministic_subset": {"subsetSize": 10, "clientIndex": 3, "clientCount": 50, "childPolicy": [` + pe + `]}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, err := serviceConfig(&tc.rules, "s", tc.det)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := decode(t, sc)["loadBalancingConfig"].([]any)[0]
+			if d := cmp.Diff(decode(t, tc.want), got); d != "" {
+				t.Errorf("loadBalancingConfig (-want +got):\n%s", d)
+			}
+			cc, err := grpc.NewClient("passthrough:///unused", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(sc))
+			if err != nil {
+				t.Fatalf("grpc rejects the service config: %v\n%s", err, sc)
 			}
 			cc.Close()
 		})

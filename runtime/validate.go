@@ -34,6 +34,9 @@ func validateRules(r *ServiceRules) error {
 			errs = append(errs, fmt.Errorf("DNSRefresh: %w", err))
 		}
 	}
+	if r.SubsetSize < 0 || r.SubsetSize > MaxSubsetSize {
+		errs = append(errs, fmt.Errorf("SubsetSize: %d is outside [1, %d] (0 for every backend)", r.SubsetSize, MaxSubsetSize))
+	}
 	if r.Defaults.Hedging != nil {
 		errs = append(errs, errors.New("default rules: Hedging: hedging is for named idempotent methods: give it with WithMethodRules"))
 	}

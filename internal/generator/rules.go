@@ -16,6 +16,7 @@ type serviceRules struct {
 	Policy             string // Go name of the runtime.Policy constant; "" when unspecified
 	HealthCheckService string
 	DNSRefresh         time.Duration
+	SubsetSize         int
 	Defaults           methodRules
 	RetryThrottling    *retryThrottling
 }

@@ -33,6 +33,9 @@ func rulesFunc(s *serviceModel) []jen.Code {
 	if r.DNSRefresh != 0 {
 		elems = append(elems, field("DNSRefresh", durationLit(r.DNSRefresh)))
 	}
+	if r.SubsetSize != 0 {
+		elems = append(elems, field("SubsetSize", jen.Lit(r.SubsetSize)))
+	}
 	if !r.Defaults.isZero() {
 		elems = append(elems, field("Defaults", ident(runtimePackage, "MethodRules").Add(methodRulesLit(r.Defaults))))
 	}

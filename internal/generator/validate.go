@@ -39,6 +39,8 @@ const (
 	maxAttempts   = 5
 	minMaxTokens  = 1
 	maxMaxTokens  = 1000
+	// The subset size's bounds are runtime.MaxSubsetSize's.
+	maxSubsetSize = 10000
 	minDNSRefresh = time.Second
 	maxDNSRefresh = time.Hour
 )
@@ -281,6 +283,12 @@ func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serv
 	r.HealthCheckService = ann.GetHealthCheckService()
 	if s := ann.GetDnsRefresh(); s != "" {
 		r.DNSRefresh = sc.dnsRefresh(serviceOption+".dns_refresh", s)
+	}
+	if n := ann.GetSubsetSize(); n != 0 {
+		if n > maxSubsetSize {
+			sc.errorf(serviceOption+".subset_size", "%q is outside [1, %d]", strconv.FormatUint(uint64(n), 10), maxSubsetSize)
+		}
+		r.SubsetSize = int(n)
 	}
 	r.Defaults = sc.methodRules(defaultsOption, ann.GetDefaults()).rules
 	if r.Defaults.Hedging != nil {

@@ -193,6 +193,8 @@ func TestValidation(t *testing.T) {
 			svc + `(lbclient.v1.service).dns_refresh: "0s" is outside [1s, 1h]: refresh is turned off in code, with runtime.WithDNSRefresh(-1)`},
 		{"dns refresh negative", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "-1s"}),
 			svc + `(lbclient.v1.service).dns_refresh: "-1s" is outside [1s, 1h]: refresh is turned off in code, with runtime.WithDNSRefresh(-1)`},
+		{"subset size high", "", onService(&lbclientv1.ServiceRules{SubsetSize: 10001}),
+			svc + `(lbclient.v1.service).subset_size: "10001" is outside [1, 10000]`},
 		{"retry throttling tokens zero", "", onService(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 0, TokenRatio: 1}}),
 			svc + `(lbclient.v1.service).retry_throttling.max_tokens: "0" is outside [1, 1000]`},
 		{"retry throttling tokens high", "", onService(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 1001, TokenRatio: 1}}),
@@ -262,6 +264,8 @@ func TestValidationAccepts(t *testing.T) {
 			e.method("Plain", withRetry(func(r *lbclientv1.RetryPolicy) { r.MaxAttempts = 2 }))
 		}},
 		{"bare host:port target", func(e editor) { e.service(&lbclientv1.ServiceRules{DefaultTarget: "localhost:50051"}) }},
+		{"subset size 1", func(e editor) { e.service(&lbclientv1.ServiceRules{SubsetSize: 1}) }},
+		{"subset size 10000", func(e editor) { e.service(&lbclientv1.ServiceRules{SubsetSize: 10000}) }},
 		{"unix target", func(e editor) { e.service(&lbclientv1.ServiceRules{DefaultTarget: "unix:///tmp/sock"}) }},
 		{"retry on streams", func(e editor) { e.method("Bidi", &lbclientv1.MethodRules{Retry: validRetry()}) }},
 		{"defaults hash key skips streaming requests", func(e editor) {

@@ -139,7 +139,13 @@ type ServiceRules struct {
 	// the others stay healthy. From "1s" to "1h"; unset means "30s". The
 	// endpoints of the last answer with addresses are kept when DNS answers
 	// with none or fails.
-	DnsRefresh    string `protobuf:"bytes,6,opt,name=dns_refresh,json=dnsRefresh,proto3" json:"dns_refresh,omitempty"`
+	DnsRefresh string `protobuf:"bytes,6,opt,name=dns_refresh,json=dnsRefresh,proto3" json:"dns_refresh,omitempty"`
+	// Connect each client to this many backends instead of all of them
+	// (grpc's random subsetting, gRFC A68): for fleets where every client
+	// connecting to every backend costs too many connections. Up to 10000;
+	// unset (0) means all backends. runtime.WithDeterministicSubset replaces it
+	// with subsets that balance exactly, given each client's index.
+	SubsetSize    uint32 `protobuf:"varint,7,opt,name=subset_size,json=subsetSize,proto3" json:"subset_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,6 +220,13 @@ func (x *ServiceRules) GetDnsRefresh() string {
 		return x.DnsRefresh
 	}
 	return ""
+}
+
+func (x *ServiceRules) GetSubsetSize() uint32 {
+	if x != nil {
+		return x.SubsetSize
+	}
+	return 0
 }
 
 // MethodRules is the value of the (lbclient.v1.method) option and of
@@ -546,7 +559,7 @@ var File_lbclient_v1_lbclient_proto protoreflect.FileDescriptor
 
 const file_lbclient_v1_lbclient_proto_rawDesc = "" +
 	"\n" +
-	"\x1albclient/v1/lbclient.proto\x12\vlbclient.v1\x1a google/protobuf/descriptor.proto\"\xb4\x02\n" +
+	"\x1albclient/v1/lbclient.proto\x12\vlbclient.v1\x1a google/protobuf/descriptor.proto\"\xd5\x02\n" +
 	"\fServiceRules\x12%\n" +
 	"\x0edefault_target\x18\x01 \x01(\tR\rdefaultTarget\x12+\n" +
 	"\x06policy\x18\x02 \x01(\x0e2\x13.lbclient.v1.PolicyR\x06policy\x120\n" +
@@ -554,7 +567,9 @@ const file_lbclient_v1_lbclient_proto_rawDesc = "" +
 	"\bdefaults\x18\x04 \x01(\v2\x18.lbclient.v1.MethodRulesR\bdefaults\x12G\n" +
 	"\x10retry_throttling\x18\x05 \x01(\v2\x1c.lbclient.v1.RetryThrottlingR\x0fretryThrottling\x12\x1f\n" +
 	"\vdns_refresh\x18\x06 \x01(\tR\n" +
-	"dnsRefresh\"\xe6\x01\n" +
+	"dnsRefresh\x12\x1f\n" +
+	"\vsubset_size\x18\a \x01(\rR\n" +
+	"subsetSize\"\xe6\x01\n" +
 	"\vMethodRules\x12\x18\n" +
 	"\atimeout\x18\x01 \x01(\tR\atimeout\x12)\n" +
 	"\x0ewait_for_ready\x18\x02 \x01(\bH\x00R\fwaitForReady\x88\x01\x01\x12.\n" +
