@@ -35,15 +35,15 @@ type options struct {
 	// deterministic is WithDeterministicSubset's: per client, so not a
 	// rule.
 	deterministic *deterministicSubset
-	creds       credentials.TransportCredentials
-	credsOption string // the option that set creds, for error messages
-	perRPC      []credentials.PerRPCCredentials
-	unary       []grpc.UnaryClientInterceptor
-	stream      []grpc.StreamClientInterceptor
-	resolvers   []resolver.Builder
-	dialOptions []grpc.DialOption
-	logger      *slog.Logger
-	hedgeBudget []hedge.Option
+	creds         credentials.TransportCredentials
+	credsOption   string // the option that set creds, for error messages
+	perRPC        []credentials.PerRPCCredentials
+	unary         []grpc.UnaryClientInterceptor
+	stream        []grpc.StreamClientInterceptor
+	resolvers     []resolver.Builder
+	dialOptions   []grpc.DialOption
+	logger        *slog.Logger
+	hedgeBudget   []hedge.Option
 }
 
 // WithPolicy sets the load-balancing policy, overriding the annotation's.

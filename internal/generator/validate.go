@@ -35,10 +35,10 @@ const (
 // refresh interval's are runtime.MinDNSRefresh and runtime.MaxDNSRefresh,
 // whose doc comments give the reasons (a test keeps the two alike).
 const (
-	minAttempts   = 2
-	maxAttempts   = 5
-	minMaxTokens  = 1
-	maxMaxTokens  = 1000
+	minAttempts  = 2
+	maxAttempts  = 5
+	minMaxTokens = 1
+	maxMaxTokens = 1000
 	// The subset size's bounds are runtime.MaxSubsetSize's.
 	maxSubsetSize = 10000
 	minDNSRefresh = time.Second

@@ -150,4 +150,3 @@ func TestParseConfig(t *testing.T) {
 		}
 	}
 }
-
