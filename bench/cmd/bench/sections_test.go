@@ -57,3 +57,24 @@ func TestPickersQuick(t *testing.T) {
 		}
 	}
 }
+
+// TestSubsettingSection renders the subsetting table and its goals.
+func TestSubsettingSection(t *testing.T) {
+	r := quickReport(t)
+	if err := r.subsetting(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.sections) != 1 || len(r.summary) != 3 {
+		t.Fatalf("%d sections, %d goal lines; want 1 and 3", len(r.sections), len(r.summary))
+	}
+	for _, want := range []string{"## 6. Subsetting", "| deterministic aperture | 20 |", "| random subsetting | 10 |"} {
+		if !strings.Contains(r.sections[0], want) {
+			t.Errorf("subsetting section lacks %q:\n%s", want, r.sections[0])
+		}
+	}
+	for _, g := range r.summary {
+		if !strings.HasSuffix(g, "| yes |") {
+			t.Errorf("goal not met: %s", g)
+		}
+	}
+}
