@@ -238,7 +238,7 @@ func TestAddedBackend(t *testing.T) {
 			// Its share of the calls of each 1 s window, sampled every
 			// 100 ms, until it reaches 0.6/N or 5 s have passed.
 			type sample struct {
-				at          time.Time
+				at           time.Time
 				added, total int64
 			}
 			snap := func() sample {
@@ -630,6 +630,9 @@ func (b *recordingBalancer) UpdateClientConnState(s balancer.ClientConnState) er
 // and a policy that records what it is given: the weights and zones of the
 // file, and a new state only when the endpoints change.
 func TestWeightsReachTheBalancer(t *testing.T) {
+	recordedMu.Lock()
+	recorded = nil // from an earlier run, under -count
+	recordedMu.Unlock()
 	bs := startBackends(t, 2)
 	path := filepath.Join(t.TempDir(), "eps.json")
 	a, b := bs[0].Addr(), bs[1].Addr()
