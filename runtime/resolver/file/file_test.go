@@ -97,9 +97,9 @@ func dial(t *testing.T, path string, policy runtime.Policy) *runtime.Conn {
 
 // call is one call of a load.
 type call struct {
-	start time.Time
-	peer  string
-	err   error
+	start, end time.Time
+	peer       string
+	err        error
 }
 
 // load is a closed loop of callers: each makes its next call when its
@@ -127,6 +127,7 @@ func startLoad(t *testing.T, conn grpc.ClientConnInterface, callers int) *load {
 				var p peer.Peer
 				c := call{start: time.Now()}
 				_, c.err = client.SayHello(ctx, &greeterv1.HelloRequest{Name: "file"}, grpc.Peer(&p))
+				c.end = time.Now()
 				cancel()
 				if p.Addr != nil {
 					c.peer = p.Addr.String()
@@ -281,9 +282,10 @@ func TestAddedBackend(t *testing.T) {
 	}
 }
 
-// TestRemovedBackend removes a backend from the file under load: no call
-// that starts once the balancer no longer lists it goes to it, and no call
-// fails, those under way on it included.
+// TestRemovedBackend removes a backend from the file under load, while a
+// call is under way on it: no call that starts once the balancer no longer
+// lists it goes to it, and no call fails, the one under way on it
+// included.
 func TestRemovedBackend(t *testing.T) {
 	for _, policy := range []runtime.Policy{runtime.RoundRobin, runtime.PeakEWMA} {
 		t.Run(policy.String(), func(t *testing.T) {
@@ -294,7 +296,15 @@ func TestRemovedBackend(t *testing.T) {
 			l := startLoad(t, conn, 4)
 			waitCalls(t, bs...)
 			removed := bs[3]
+			// Slow, so that a call is under way on it when it goes: a call
+			// it counts from now on takes 300 ms.
+			removed.SetDelay(300 * time.Millisecond)
+			n := removed.Calls()
+			if _, ok := poll(10*time.Second, func() bool { return removed.Calls() > n }); !ok {
+				t.Fatalf("no call reached the backend to remove once it was slowed, within 10 s: %+v", conn.Endpoints())
+			}
 
+			written := time.Now()
 			writeAtomic(t, path, endpointsJSON(bs[:3]...))
 			took, ok := poll(10*time.Second, func() bool { return !listed(conn, removed.Addr()) })
 			if !ok {
@@ -306,7 +316,7 @@ func TestRemovedBackend(t *testing.T) {
 			time.Sleep(time.Second) // the load goes on without it
 			calls := l.end()
 
-			var before, after int
+			var before, after, across int
 			for _, c := range calls {
 				if c.peer != removed.Addr() {
 					continue
@@ -316,9 +326,12 @@ func TestRemovedBackend(t *testing.T) {
 				} else {
 					before++
 				}
+				if c.start.Before(written) && c.end.After(seen) {
+					across++
+				}
 			}
-			if before == 0 {
-				t.Fatal("the removed backend had no calls before it was removed: the test shows nothing")
+			if across == 0 {
+				t.Fatal("no call to the removed backend was under way across its removal: the test shows nothing")
 			}
 			if after != 0 {
 				t.Errorf("%d calls that started after the change was seen went to the removed backend", after)
@@ -329,7 +342,7 @@ func TestRemovedBackend(t *testing.T) {
 			if f := failed(calls); len(f) > 0 {
 				t.Errorf("%d of %d calls failed, the first: %s", len(f), len(calls), f[0])
 			}
-			t.Logf("%d calls, %d to the removed backend, all before it was dropped; 0 failed", len(calls), before)
+			t.Logf("%d calls, %d to the removed backend, all started before it was dropped, %d under way across its removal; 0 failed", len(calls), before, across)
 		})
 	}
 }
