@@ -309,21 +309,28 @@ func (r *fileResolver) load() ([]byte, error) {
 		r.link.Store(fi.Mode()&fs.ModeSymlink != 0)
 	}
 	r.follow()
-	f, err := os.Open(r.path)
+	// Checked before the open as well as after: opening a named pipe
+	// blocks until a writer comes, and a device may never end its data.
+	fi, err := os.Stat(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("file resolver: %s does not exist", r.path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("file resolver: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	if err := regular(r.path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(r.path)
 	if err != nil {
 		return nil, fmt.Errorf("file resolver: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		// A pipe or a device could block the read, or never end it.
-		return nil, fmt.Errorf("file resolver: %s is not a regular file (%s)", r.path, fi.Mode().Type())
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("file resolver: %w", err)
+	}
+	if err := regular(r.path, fi); err != nil {
+		return nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
@@ -333,6 +340,18 @@ func (r *fileResolver) load() ([]byte, error) {
 		return nil, fmt.Errorf("file resolver: %s is larger than %d MiB", r.path, maxFileSize>>20)
 	}
 	return data, nil
+}
+
+// regular returns an error unless fi, the file at path, is a regular file.
+func regular(path string, fi fs.FileInfo) error {
+	switch {
+	case fi.Mode().IsRegular():
+		return nil
+	case fi.IsDir():
+		return fmt.Errorf("file resolver: %s is a directory, want a file", path)
+	default:
+		return fmt.Errorf("file resolver: %s is not a regular file (mode %v)", path, fi.Mode())
+	}
 }
 
 // follow watches the directory of the file that the link at path leads

@@ -725,3 +725,52 @@ func TestBadTargetFailsCalls(t *testing.T) {
 		t.Fatalf("call on a relative file target: error %v, want one containing %q", err, want)
 	}
 }
+
+// TestBadFirstFile dials files that are wrong from the start: calls fail
+// with an error that names the file and the problem, and work once the
+// file is fixed.
+func TestBadFirstFile(t *testing.T) {
+	for _, tc := range []struct {
+		desc    string
+		make    func(t *testing.T, path string)
+		wantErr string // after the path
+	}{
+		{"syntax error", func(t *testing.T, path string) { writeAtomic(t, path, "{\"endpoints\": [\n  {\"address\": 8443]}") },
+			":2:19: invalid character ']' after object key:value pair"},
+		{"no endpoints", func(t *testing.T, path string) { writeAtomic(t, path, `{"endpoints": []}`) },
+			`: "endpoints" is empty`},
+		{"a directory", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, " is a directory, want a file"},
+		{"a named pipe", mkfifo, " is not a regular file (mode p"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			bs := startBackends(t, 1)
+			path := filepath.Join(t.TempDir(), "eps.json")
+			tc.make(t, path)
+			conn := dial(t, path, runtime.RoundRobin)
+			client := greeterv1.NewGreeterClient(conn)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := client.SayHello(ctx, &greeterv1.HelloRequest{})
+			if want := "file resolver: " + path + tc.wantErr; err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("call on a bad file: error %v, want one containing %q", err, want)
+			}
+			if err := os.RemoveAll(path); err != nil {
+				t.Fatal(err)
+			}
+			writeAtomic(t, path, endpointsJSON(bs[0]))
+			var last error
+			if _, ok := poll(10*time.Second, func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_, last = client.SayHello(ctx, &greeterv1.HelloRequest{})
+				return last == nil
+			}); !ok {
+				t.Fatalf("calls still fail 10 s after the file was fixed: %v", last)
+			}
+		})
+	}
+}
