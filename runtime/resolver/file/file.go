@@ -14,13 +14,14 @@
 //	  {"address": "[2001:db8::7]:8443"}
 //	]}
 //
-// The runtime package registers the scheme when it is imported; every
-// lbclient connection can dial it:
+// The runtime package imports this one, whose init registers the scheme
+// with grpc-go, so every lbclient connection can dial it with nothing more
+// to do:
 //
 //	conn, err := runtime.Dial("file:///etc/lbclient/orders.json", nil,
 //		runtime.WithPolicy(runtime.PeakEWMA))
 //
-// A plain grpc.ClientConn can too, once this package is imported.
+// So can a plain grpc.ClientConn in a program that imports this package.
 //
 // # The file
 //
@@ -34,9 +35,9 @@
 //
 // The resolver watches the file's directory with fsnotify (inotify on
 // Linux), not the file itself, so that it sees the file replaced as well as
-// rewritten: config tools and Kubernetes write a new file beside the old
-// one and rename it over it, which gives the path a new inode that a watch
-// on the old one would never report. A burst of changes is read once, when
+// rewritten: config tools write a new file beside the old one and rename it
+// over it (Kubernetes does the same with a link), which gives the path a
+// new inode that a watch on the old one would never report. A burst of changes is read once, when
 // the file has been quiet for 50 ms (and at the latest 250 ms after the
 // first change); a read that finds the same endpoints as before does not
 // update the connection. A file that is a symbolic link is followed: a
