@@ -25,6 +25,7 @@ import (
 
 	"github.com/lbclient/lbclient/runtime/hedge"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
+	_ "github.com/lbclient/lbclient/runtime/resolver/file"
 	_ "github.com/lbclient/lbclient/runtime/resolver/static"
 )
 
@@ -204,7 +205,7 @@ func checkTarget(target, service string, extra []resolver.Builder) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)", target, u.Scheme)
+	return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, file, and those registered with resolver.Register or WithResolver)", target, u.Scheme)
 }
 
 // Invoke performs a unary call. It implements grpc.ClientConnInterface.

@@ -305,7 +305,7 @@ func TestDialErrors(t *testing.T) {
 		{"no target", "", &runtime.ServiceRules{Service: service}, nil,
 			"lbclient: no target for greeter.v1.Greeter: pass one, or annotate the service with (lbclient.v1.service).default_target"},
 		{"unknown scheme", "nope:///x:1", nil, nil,
-			`lbclient: target "nope:///x:1": no resolver for scheme "nope" (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)`},
+			`lbclient: target "nope:///x:1": no resolver for scheme "nope" (known: dns, unix, passthrough, static, file, and those registered with resolver.Register or WithResolver)`},
 		{"two credentials", "static:///x:1", nil, []runtime.Option{runtime.WithInsecure(), runtime.WithTLS(nil)},
 			"lbclient: WithTLS conflicts with WithInsecure: choose one transport security option"},
 		{"nil option", "static:///x:1", nil, []runtime.Option{nil}, "lbclient: Dial: nil Option"},

@@ -24,5 +24,7 @@
 //
 // Targets are everything grpc-go resolves ("dns:///host:443", "unix:path",
 // "passthrough:///addr", "xds:///name" once grpc's xds package is imported)
-// and lbclient's "static:///host1:port,host2:port".
+// and lbclient's "static:///host1:port,host2:port" and
+// "file:///abs/path.json", a JSON list of endpoints that is watched as it
+// changes (see package runtime/resolver/file).
 package runtime

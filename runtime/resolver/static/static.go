@@ -9,10 +9,11 @@ package static
 
 import (
 	"fmt"
-	"net"
 	"strings"
 
 	"google.golang.org/grpc/resolver"
+
+	"github.com/lbclient/lbclient/runtime/resolver/internal/hostport"
 )
 
 // Scheme is the target scheme of this resolver.
@@ -57,12 +58,8 @@ func ParseTarget(list string) (resolver.State, error) {
 		if addr == "" {
 			return resolver.State{}, fmt.Errorf("static resolver: address %d of %q is empty", i+1, list)
 		}
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil || port == "" {
-			return resolver.State{}, fmt.Errorf("static resolver: address %q: want host:port", addr)
-		}
-		if host == "" {
-			return resolver.State{}, fmt.Errorf("static resolver: address %q has no host", addr)
+		if err := hostport.Check(addr); err != nil {
+			return resolver.State{}, fmt.Errorf("static resolver: %w", err)
 		}
 		if seen[addr] {
 			return resolver.State{}, fmt.Errorf("static resolver: address %q is listed twice", addr)
