@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/lbclient/lbclient/runtime"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -89,6 +92,43 @@ func TestDemoRuns(t *testing.T) {
 	for _, want := range []string{"== Spread", "== One slow backend", "== Failover", "== Key affinity", "PEAK_EWMA + hedging p97"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestFleetChangesLoseNothing runs the fleet scenario: the backends the
+// file adds take at least 0.6 of their share in the second after the one
+// they were added in, the one it drops gets no call in the last second,
+// and no call fails, under ROUND_ROBIN and PEAK_EWMA.
+func TestFleetChangesLoseNothing(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []runtime.Policy{runtime.RoundRobin, runtime.PeakEWMA} {
+		r, err := fleetRun1(testCtx(t), filepath.Join(dir, "fleet.json"), p, config{workers: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%v: %d calls, %d failed; per second: %v", p, r.calls, r.failed, r.seconds)
+		if r.failed != 0 {
+			t.Errorf("%v: %d of %d calls failed", p, r.failed, r.calls)
+		}
+		if len(r.seconds) != int(fleetRun/time.Second) {
+			t.Fatalf("%v: %d seconds recorded, want %d", p, len(r.seconds), int(fleetRun/time.Second))
+		}
+		share := func(s, b int) float64 {
+			var n int64
+			for _, c := range r.seconds[s] {
+				n += c
+			}
+			return float64(r.seconds[s][b]) / float64(n)
+		}
+		grown := int(grownAt/time.Second) + 1 // the second after the one of the change
+		for _, b := range []int{3, 4} {
+			if got := share(grown, b) * 5; got < 0.6 {
+				t.Errorf("%v: backend-%d took %.2f of its share in second %d", p, b+1, got, grown)
+			}
+		}
+		if got := r.seconds[len(r.seconds)-1][0]; got != 0 {
+			t.Errorf("%v: the dropped backend-1 answered %d calls in the last second", p, got)
 		}
 	}
 }

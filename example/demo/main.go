@@ -32,13 +32,16 @@ func main() {
 type config struct {
 	calls   int
 	workers int
+	// duration, when set, bounds each load in time (2 minutes
+	// otherwise): the fleet scenario runs on a timeline, not a count.
+	duration time.Duration
 }
 
 func run(w io.Writer, cfg config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	fmt.Fprintf(w, "lbclient demo: %d calls per run, %d concurrent callers, backends on 127.0.0.1\n", cfg.calls, cfg.workers)
-	for _, s := range []func(context.Context, io.Writer, config) error{spreadScenario, skewScenario, failoverScenario, affinityScenario} {
+	for _, s := range []func(context.Context, io.Writer, config) error{spreadScenario, skewScenario, failoverScenario, affinityScenario, fleetScenario} {
 		if err := s(ctx, w, cfg); err != nil {
 			return err
 		}

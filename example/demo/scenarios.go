@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -99,7 +100,7 @@ func driveClient(ctx context.Context, c *greeterv1lbclient.GreeterClient, v vari
 	if err := c.Conn().WaitForReady(ctx); err != nil {
 		return result{}, err
 	}
-	load := loadgen.Load{Calls: cfg.calls, Workers: cfg.workers, MaxDuration: 2 * time.Minute, Between: between}
+	load := loadgen.Load{Calls: cfg.calls, Workers: cfg.workers, MaxDuration: cmp.Or(cfg.duration, 2*time.Minute), Between: between}
 	res, err := load.Run(ctx, func(ctx context.Context, i int) (string, error) {
 		if v.key != nil {
 			ctx = runtime.WithHashKey(ctx, v.key(i))

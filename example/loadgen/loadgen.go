@@ -19,7 +19,9 @@ type Call func(ctx context.Context, i int) (backend string, err error)
 // Load is a closed-loop load: Workers callers, each starting its next call
 // when the last ends, until Calls calls are made or MaxDuration has passed,
 // whichever comes first. Both bounds are required, so a load always stops
-// by itself.
+// by itself. A call under way when MaxDuration passes is let finish, for
+// up to Grace more, so that a load stopped on time does not count calls it
+// cut off as failures.
 type Load struct {
 	Calls       int
 	Workers     int
@@ -27,7 +29,13 @@ type Load struct {
 	// Between, when set, runs after every call: a hook to change the
 	// backends mid-run (for example, stop one at call 500).
 	Between func(i int)
+	// Grace is how long the calls under way at MaxDuration may still
+	// take, after which their context ends; 0 means DefaultGrace.
+	Grace time.Duration
 }
+
+// DefaultGrace is Load.Grace's default.
+const DefaultGrace = 10 * time.Second
 
 // Result tallies a run.
 type Result struct {
@@ -43,8 +51,13 @@ func (l Load) Run(ctx context.Context, call Call) (Result, error) {
 	if l.Calls <= 0 || l.Workers <= 0 || l.MaxDuration <= 0 {
 		return Result{}, fmt.Errorf("loadgen: Calls (%d), Workers (%d) and MaxDuration (%v) must all be positive", l.Calls, l.Workers, l.MaxDuration)
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.MaxDuration)
+	grace := l.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.MaxDuration+grace)
 	defer cancel()
+	stop := time.Now().Add(l.MaxDuration) // no call starts after it
 
 	var (
 		next atomic.Int64
@@ -57,7 +70,7 @@ func (l Load) Run(ctx context.Context, call Call) (Result, error) {
 	)
 	for range l.Workers {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(stop) {
 				i := int(next.Add(1)) - 1
 				if i >= l.Calls {
 					return

@@ -34,7 +34,9 @@ func TestRunCountsEveryCall(t *testing.T) {
 }
 
 func TestRunStopsAtMaxDuration(t *testing.T) {
-	l := Load{Calls: 1 << 30, Workers: 2, MaxDuration: 20 * time.Millisecond}
+	// A call that never ends by itself ends with the grace after the
+	// time bound; no call starts after the bound.
+	l := Load{Calls: 1 << 30, Workers: 2, MaxDuration: 20 * time.Millisecond, Grace: 10 * time.Millisecond}
 	res, err := l.Run(context.Background(), func(ctx context.Context, _ int) (string, error) {
 		<-ctx.Done()
 		return "", ctx.Err()
@@ -42,8 +44,28 @@ func TestRunStopsAtMaxDuration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Latencies) != 2 {
-		t.Errorf("made %d calls, want 2: one per worker, each ended by the time bound", len(res.Latencies))
+	if len(res.Latencies) != 2 || res.Errors != 2 {
+		t.Errorf("made %d calls, %d failed; want 2 and 2: one per worker, each ended by the time bound and its grace", len(res.Latencies), res.Errors)
+	}
+}
+
+// TestRunLetsCallsUnderWayFinish: calls under way at MaxDuration finish
+// (within the grace) and count as answered, not as failures.
+func TestRunLetsCallsUnderWayFinish(t *testing.T) {
+	l := Load{Calls: 1 << 30, Workers: 3, MaxDuration: 30 * time.Millisecond}
+	res, err := l.Run(context.Background(), func(ctx context.Context, _ int) (string, error) {
+		select {
+		case <-time.After(25 * time.Millisecond):
+			return "a", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.PerBackend["a"] < 3 {
+		t.Errorf("%d answered, %d failed (first %v): want every call answered", res.PerBackend["a"], res.Errors, res.FirstError)
 	}
 }
 
