@@ -11,160 +11,40 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/internal/dnstest"
 	"github.com/lbclient/lbclient/runtime"
 )
 
 // refresh is the DNS refresh interval of these tests: the shortest allowed.
 const refresh = runtime.MinDNSRefresh
 
-// dnsServer is a real DNS server on a loopback UDP port, authoritative for
-// the names the test gives it. A name absent from hosts is NXDOMAIN; a name
-// with no addresses answers NOERROR with none (NODATA).
-type dnsServer struct {
-	srv  *dns.Server
-	addr string
-
-	mu       sync.Mutex
-	hosts    map[string][]string // FQDN → IPv4 addresses
-	servfail map[string]bool     // FQDN → answer SERVFAIL
-	lookups  map[string]int      // FQDN → A questions answered
-}
-
-// startDNS serves DNS on 127.0.0.1 and a free port until the test ends.
-func startDNS(t *testing.T) *dnsServer {
+// startDNS serves DNS on loopback until the test ends.
+func startDNS(t *testing.T) *dnstest.Server {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	s, err := dnstest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &dnsServer{
-		addr:     pc.LocalAddr().String(),
-		hosts:    map[string][]string{},
-		servfail: map[string]bool{},
-		lookups:  map[string]int{},
-	}
-	started := make(chan struct{})
-	s.srv = &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- s.srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("DNS server: %v", err)
-	}
-	t.Cleanup(func() {
-		s.srv.Shutdown()
-		<-served
-	})
+	t.Cleanup(s.Close)
 	return s
 }
 
-// ServeDNS answers from the zone as it is now.
-func (s *dnsServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if len(req.Question) == 1 {
-		q := req.Question[0]
-		s.mu.Lock()
-		if q.Qtype == dns.TypeA {
-			s.lookups[q.Name]++
-		}
-		ips, ok := s.hosts[q.Name]
-		switch {
-		case s.servfail[q.Name]:
-			m.Rcode = dns.RcodeServerFailure
-		case !ok:
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeA:
-			for _, ip := range ips {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-					A:   net.ParseIP(ip),
-				})
-			}
-		}
-		s.mu.Unlock()
-	}
-	w.WriteMsg(m)
-}
-
-// set makes name (without the final dot) answer ips; none means NODATA.
-func (s *dnsServer) set(name string, ips ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.hosts[dns.Fqdn(name)] = slices.Clone(ips)
-	delete(s.servfail, dns.Fqdn(name))
-}
-
-// remove makes name NXDOMAIN.
-func (s *dnsServer) remove(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.hosts, dns.Fqdn(name))
-	delete(s.servfail, dns.Fqdn(name))
-}
-
-// failing makes name answer SERVFAIL.
-func (s *dnsServer) failing(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.servfail[dns.Fqdn(name)] = true
-}
-
-// lookupsOf returns how many A questions about name were answered.
-func (s *dnsServer) lookupsOf(name string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lookups[dns.Fqdn(name)]
-}
-
-// target is the gRPC target of name:port resolved by this server.
-func (s *dnsServer) target(name, port string) string {
-	return "dns://" + s.addr + "/" + net.JoinHostPort(name, port)
-}
-
 // startLoopbackFleet serves n Greeters on 127.0.0.1, 127.0.0.2, … with one
-// port, as DNS A records describe a fleet: the addresses differ, the port
-// comes from the target. Linux routes all of 127.0.0.0/8 to the loopback
-// interface.
-func startLoopbackFleet(t *testing.T, n int) ([]*backend.Backend, string) {
+// port (dnstest.LoopbackFleet), stopped when the test ends.
+func startLoopbackFleet(t *testing.T, n int) (backend.Fleet, string) {
 	t.Helper()
-	for range 5 { // a port free on 127.0.0.1 may be taken on another address
-		first, err := backend.Start("b1", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, port, _ := net.SplitHostPort(first.Addr())
-		fleet := []*backend.Backend{first}
-		for i := 2; i <= n; i++ {
-			b, err := backend.Start(fmt.Sprintf("b%d", i), fmt.Sprintf("127.0.0.%d:%s", i, port))
-			if err != nil {
-				break
-			}
-			fleet = append(fleet, b)
-		}
-		if len(fleet) == n {
-			t.Cleanup(func() {
-				for _, b := range fleet {
-					b.Stop()
-				}
-			})
-			return fleet, port
-		}
-		for _, b := range fleet {
-			b.Stop()
-		}
+	f, port, err := dnstest.LoopbackFleet(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no port free on 127.0.0.1 to 127.0.0.%d", n)
-	return nil, ""
+	t.Cleanup(f.Stop)
+	return f, port
 }
 
 // logRecord is one record a connection logged.
@@ -323,10 +203,10 @@ func testFollowsTheFleet(t *testing.T, policy runtime.Policy) {
 	}
 	ip := func(i int) string { h, _, _ := net.SplitHostPort(fleet[i].Addr()); return h }
 	ns := startDNS(t)
-	ns.set(name, ip(0), ip(1), ip(2))
+	ns.Set(name, ip(0), ip(1), ip(2))
 
 	logs := new(logCapture)
-	target := ns.target(name, port)
+	target := ns.Target(name, port)
 	c, err := greeterv1lbclient.NewGreeterClient(target, runtime.WithInsecure(), runtime.WithPolicy(policy),
 		runtime.WithDNSRefresh(refresh), runtime.WithLogger(slog.New(logs)))
 	if err != nil {
@@ -343,7 +223,7 @@ func testFollowsTheFleet(t *testing.T, policy runtime.Policy) {
 
 	// A backend joins.
 	added := time.Now()
-	ns.set(name, ip(0), ip(1), ip(2), ip(3))
+	ns.Set(name, ip(0), ip(1), ip(2), ip(3))
 	if !poll(refresh+time.Second, func() bool { return fleet[3].Calls() > 0 }) {
 		t.Fatalf("backend %s added to DNS got no call within %v (refresh %v + 1s)", fleet[3].Addr(), refresh+time.Second, refresh)
 	}
@@ -376,7 +256,7 @@ func testFollowsTheFleet(t *testing.T, policy runtime.Policy) {
 
 	// A backend leaves (it keeps running: only DNS changed).
 	removed := fleet[1]
-	ns.set(name, ip(0), ip(2), ip(3))
+	ns.Set(name, ip(0), ip(2), ip(3))
 	var seen time.Time
 	if !poll(refresh+5*time.Second, func() bool {
 		for _, r := range logs.matching(slog.LevelDebug, "endpoints changed") {
@@ -422,10 +302,10 @@ func TestDNSAnswerWithoutAddressesKeepsTheSet(t *testing.T) {
 	fleet, port := startLoopbackFleet(t, 2)
 	ip := func(i int) string { h, _, _ := net.SplitHostPort(fleet[i].Addr()); return h }
 	ns := startDNS(t)
-	ns.set(name, ip(0), ip(1))
+	ns.Set(name, ip(0), ip(1))
 
 	logs := new(logCapture)
-	target := ns.target(name, port)
+	target := ns.Target(name, port)
 	c, err := greeterv1lbclient.NewGreeterClient(target, runtime.WithInsecure(),
 		runtime.WithDNSRefresh(refresh), runtime.WithLogger(slog.New(logs)))
 	if err != nil {
@@ -442,19 +322,19 @@ func TestDNSAnswerWithoutAddressesKeepsTheSet(t *testing.T) {
 		breakDNS func()
 		want     string // in the warning
 	}{
-		{"NXDOMAIN", func() { ns.remove(name) }, "no addresses"},
-		{"NODATA", func() { ns.set(name) }, "no addresses"},
-		{"SERVFAIL", func() { ns.failing(name) }, "server misbehaving"},
+		{"NXDOMAIN", func() { ns.Remove(name) }, "no addresses"},
+		{"NODATA", func() { ns.Set(name) }, "no addresses"},
+		{"SERVFAIL", func() { ns.Failing(name) }, "server misbehaving"},
 	}
 	for _, ph := range phases {
 		warnsBefore := len(logs.matching(slog.LevelWarn, ""))
 		recoveredBefore := len(logs.matching(slog.LevelInfo, "resolving again"))
-		lookups := ns.lookupsOf(name)
+		lookups := ns.Lookups(name)
 		callsBefore := len(l.snapshot())
 		ph.breakDNS()
 		// Let the connection ask at least three times while DNS is broken.
-		if !poll(5*refresh+5*time.Second, func() bool { return ns.lookupsOf(name) >= lookups+3 }) {
-			t.Fatalf("%s: DNS was asked %d times in the phase, want 3", ph.name, ns.lookupsOf(name)-lookups)
+		if !poll(5*refresh+5*time.Second, func() bool { return ns.Lookups(name) >= lookups+3 }) {
+			t.Fatalf("%s: DNS was asked %d times in the phase, want 3", ph.name, ns.Lookups(name)-lookups)
 		}
 		if got := len(l.snapshot()) - callsBefore; got == 0 {
 			t.Errorf("%s: no call completed while DNS was broken", ph.name)
@@ -464,14 +344,14 @@ func TestDNSAnswerWithoutAddressesKeepsTheSet(t *testing.T) {
 		}
 		warns := logs.matching(slog.LevelWarn, "")[warnsBefore:]
 		if len(warns) != 1 {
-			t.Errorf("%s: %d warnings over %d lookups, want 1: %+v", ph.name, len(warns), ns.lookupsOf(name)-lookups, warns)
+			t.Errorf("%s: %d warnings over %d lookups, want 1: %+v", ph.name, len(warns), ns.Lookups(name)-lookups, warns)
 		} else {
 			w := warns[0]
 			if w.target != target || !strings.Contains(w.msg, ph.want) || !strings.Contains(w.msg, "keeping the last 2") {
 				t.Errorf("%s: warning %q (target %q), want one about %q naming target %q and the 2 addresses kept", ph.name, w.msg, w.target, ph.want, target)
 			}
 		}
-		ns.set(name, ip(0), ip(1))
+		ns.Set(name, ip(0), ip(1))
 		if !poll(refresh+5*time.Second, func() bool {
 			return len(logs.matching(slog.LevelInfo, "resolving again")) > recoveredBefore
 		}) {
@@ -503,16 +383,16 @@ func TestDNSAnswerWithoutAddressesKeepsTheSet(t *testing.T) {
 func TestDNSRefreshIsPerConnection(t *testing.T) {
 	fleet, port := startLoopbackFleet(t, 1)
 	ns := startDNS(t)
-	ns.set("refreshed.test", "127.0.0.1")
-	ns.set("plain.test", "127.0.0.1")
+	ns.Set("refreshed.test", "127.0.0.1")
+	ns.Set("plain.test", "127.0.0.1")
 
 	// The interval comes from the rules, as generated code passes it.
-	conn, err := runtime.Dial(ns.target("refreshed.test", port), &runtime.ServiceRules{DNSRefresh: refresh}, runtime.WithInsecure())
+	conn, err := runtime.Dial(ns.Target("refreshed.test", port), &runtime.ServiceRules{DNSRefresh: refresh}, runtime.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	plain, err := grpc.NewClient(ns.target("plain.test", port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	plain, err := grpc.NewClient(ns.Target("plain.test", port), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,10 +403,10 @@ func TestDNSRefreshIsPerConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !poll(4*refresh+5*time.Second, func() bool { return ns.lookupsOf("refreshed.test") >= 4 }) {
-		t.Fatalf("the lbclient connection looked its name up %d times, want 4 or more", ns.lookupsOf("refreshed.test"))
+	if !poll(4*refresh+5*time.Second, func() bool { return ns.Lookups("refreshed.test") >= 4 }) {
+		t.Fatalf("the lbclient connection looked its name up %d times, want 4 or more", ns.Lookups("refreshed.test"))
 	}
-	if got := ns.lookupsOf("plain.test"); got != 1 {
+	if got := ns.Lookups("plain.test"); got != 1 {
 		t.Errorf("the plain grpc-go connection looked its name up %d times, want 1: its resolver changed", got)
 	}
 	if fleet[0].Calls() != 2 {
@@ -540,14 +420,14 @@ func TestDNSRefreshIsPerConnection(t *testing.T) {
 func TestDNSRefreshOff(t *testing.T) {
 	_, port := startLoopbackFleet(t, 1)
 	ns := startDNS(t)
-	ns.set("off.test", "127.0.0.1")
-	ns.set("on.test", "127.0.0.1")
-	off, err := runtime.Dial(ns.target("off.test", port), &runtime.ServiceRules{DNSRefresh: refresh}, runtime.WithInsecure(), runtime.WithDNSRefresh(-1))
+	ns.Set("off.test", "127.0.0.1")
+	ns.Set("on.test", "127.0.0.1")
+	off, err := runtime.Dial(ns.Target("off.test", port), &runtime.ServiceRules{DNSRefresh: refresh}, runtime.WithInsecure(), runtime.WithDNSRefresh(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer off.Close()
-	on, err := runtime.Dial(ns.target("on.test", port), nil, runtime.WithInsecure(), runtime.WithDNSRefresh(refresh))
+	on, err := runtime.Dial(ns.Target("on.test", port), nil, runtime.WithInsecure(), runtime.WithDNSRefresh(refresh))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,10 +438,10 @@ func TestDNSRefreshOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !poll(3*refresh+5*time.Second, func() bool { return ns.lookupsOf("on.test") >= 3 }) {
-		t.Fatalf("the refreshing connection looked its name up %d times, want 3 or more", ns.lookupsOf("on.test"))
+	if !poll(3*refresh+5*time.Second, func() bool { return ns.Lookups("on.test") >= 3 }) {
+		t.Fatalf("the refreshing connection looked its name up %d times, want 3 or more", ns.Lookups("on.test"))
 	}
-	if got := ns.lookupsOf("off.test"); got != 1 {
+	if got := ns.Lookups("off.test"); got != 1 {
 		t.Errorf("with refresh off the name was looked up %d times, want 1", got)
 	}
 }
