@@ -18,7 +18,7 @@
 //
 // Flags:
 //
-//	-sections overhead,quality,generator,faults,pickers,subsetting   the sections to run (default all)
+//	-sections overhead,quality,generator,faults,pickers,subsetting,discovery   the sections to run (default all)
 //	-quick                                                a tiny run, to try the harness (numbers meaningless)
 //	-out FILE                                             where to write the report (default BENCHMARKS.md at the root)
 //	-charts DIR                                           where to write the charts (default bench/charts)
@@ -44,7 +44,7 @@ func main() {
 	genspeed.MaybeRunner() // when it is the go-between of a plugin run
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
-	sections := flag.String("sections", "overhead,quality,generator,faults,pickers,subsetting", "comma-separated sections to run")
+	sections := flag.String("sections", "overhead,quality,generator,faults,pickers,subsetting,discovery", "comma-separated sections to run")
 	quick := flag.Bool("quick", false, "a tiny run, to try the harness; the numbers mean nothing")
 	out := flag.String("out", "", "report file (default: BENCHMARKS.md at the repository root)")
 	charts := flag.String("charts", "", "chart directory (default: bench/charts at the repository root)")
@@ -79,6 +79,7 @@ func main() {
 		{"faults", (*report).faults},
 		{"pickers", (*report).pickers},
 		{"subsetting", (*report).subsetting},
+		{"discovery", (*report).discovery},
 	}
 	for _, s := range steps {
 		if !want[s.name] {

@@ -81,7 +81,7 @@ func (r *report) write(w *bytes.Buffer) {
 	fmt.Fprintf(w, "| lbclient commit | %s |\n", r.commit)
 	fmt.Fprintf(w, "| suite wall time | %v |\n\n", r.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "## How to rerun\n\nFrom the repository root (Go 1.26; `protoc` on the PATH for section 3, else buf is built from `tools/go.mod`):\n\n")
-	fmt.Fprintf(w, "```sh\ngo -C bench run ./cmd/bench                        # everything, about twelve minutes on two cores; rewrites this file and bench/charts/\ngo -C bench run ./cmd/bench -sections overhead     # one section (overhead, quality, generator, faults, pickers, subsetting)\ngo -C bench run ./cmd/bench -quick -out /tmp/b.md  # try the harness in seconds\ngo -C bench test ./...                             # the harness's smoke tests (no timing asserted)\n```\n\n")
+	fmt.Fprintf(w, "```sh\ngo -C bench run ./cmd/bench                        # everything, about twelve minutes on two cores; rewrites this file and bench/charts/\ngo -C bench run ./cmd/bench -sections overhead     # one section (overhead, quality, generator, faults, pickers, subsetting, discovery)\ngo -C bench run ./cmd/bench -quick -out /tmp/b.md  # try the harness in seconds\ngo -C bench test ./...                             # the harness's smoke tests (no timing asserted)\n```\n\n")
 	fmt.Fprintf(w, "Every figure is the median of repeated runs, with the min–max range in parentheses. Numbers from a shared 2-core virtual machine are noisy: read ratios, not absolutes, and mind the ranges.\n\n")
 	if len(r.summary) > 0 {
 		fmt.Fprintf(w, "## Goals at a glance\n\n| goal | measured | met? |\n|---|---|---|\n")

@@ -498,25 +498,34 @@ func TestChooseP2CPicksCheaper(t *testing.T) {
 }
 
 // TestSoftChoice: beyond the noise band, the cheaper of two endpoints
-// wins with probability ρ⁸/(1+ρ⁸), ρ being their ratio over the band.
+// wins with probability ρ⁸/(1+ρ⁸), ρ being their ratio over the band,
+// each side's odds multiplied by its weight.
 func TestSoftChoice(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(17, 17))
 	p8 := func(x float64) float64 { x *= x; x *= x; return x * x }
-	for _, tc := range []struct{ ci, cj, want float64 }{
-		{1, 2, p8(2/noiseBand) / (1 + p8(2/noiseBand))},
-		{2, 1, 1 / (1 + p8(2/noiseBand))},
-		{1, 10, p8(10/noiseBand) / (1 + p8(10/noiseBand))},
-		{0, 3, 1},
+	for _, tc := range []struct {
+		ci, cj float64
+		wi, wj uint32
+		want   float64
+	}{
+		{1, 2, 1, 1, p8(2/noiseBand) / (1 + p8(2/noiseBand))},
+		{2, 1, 1, 1, 1 / (1 + p8(2/noiseBand))},
+		{1, 10, 1, 1, p8(10/noiseBand) / (1 + p8(10/noiseBand))},
+		{0, 3, 1, 1, 1},
+		// The dearer is three times heavier: its odds triple.
+		{1, 2, 1, 3, p8(2/noiseBand) / (3 + p8(2/noiseBand))},
+		{3, 1, 3, 1, 3 / (3 + p8(3/noiseBand))},
+		{1, 10, 1, 3, p8(10/noiseBand) / (3 + p8(10/noiseBand))},
 	} {
 		const n = 100000
 		wins := 0
 		for range n {
-			if softChoice(tc.ci, tc.cj, mix(rnd.Uint64())) {
+			if softChoice(tc.ci, tc.cj, tc.wi, tc.wj, mix(rnd.Uint64())) {
 				wins++
 			}
 		}
 		if got := float64(wins) / n; math.Abs(got-tc.want) > 0.005 {
-			t.Errorf("costs %v vs %v: first won %.4f of draws, want %.4f", tc.ci, tc.cj, got, tc.want)
+			t.Errorf("costs %v vs %v, weights %d vs %d: first won %.4f of draws, want %.4f", tc.ci, tc.cj, tc.wi, tc.wj, got, tc.want)
 		}
 	}
 }

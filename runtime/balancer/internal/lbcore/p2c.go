@@ -161,21 +161,33 @@ func (t *Tracker) prefer(chi, chj *Child, now int64, p *Params, r uint64) bool {
 		}
 		return lowerRatePerWeight(ei, ej, chi.Weight, chj.Weight, now)
 	}
-	return softChoice(ci, cj, r)
+	if chi.cum != 0 {
+		return softChoice(ci, cj, chi.Weight, chj.Weight, r)
+	}
+	return softChoice(ci, cj, 1, 1, r)
 }
 
-// softChoice reports whether the endpoint of cost ci should win over the
-// one of cost cj, given 64 random bits r, when their costs differ by more
-// than noiseBand: the dearer cost is taken over noiseBand, and the
-// cheaper endpoint wins with probability b⁸/(a⁸+b⁸) of the two. A ratio
-// of 2 then weighs as 1.33 (the dearer wins 9% of such draws), one of 3
-// as 2 (0.4%), one of 10 as 6.7 (never, to a few parts in a million). So
-// the soft zone is narrow: it lets an endpoint just beyond the noise get
-// the odd call, whose answer brings it back if its estimate was a fluke,
-// and keeps a backend that is 10× slower at rest, but only about 3×
-// dearer than a busy fast one when the client itself is short of CPU,
-// below 0.5% of the calls.
-func softChoice(ci, cj float64, r uint64) bool {
+// softChoice reports whether the endpoint of cost ci and weight wi should
+// win over the one of cost cj and weight wj, given 64 random bits r, when
+// their costs differ by more than noiseBand: the dearer cost is taken over
+// noiseBand, and the cheaper endpoint wins with probability b⁸/(a⁸+b⁸) of
+// the two, each side's odds multiplied by its weight. A ratio of 2 then
+// weighs as 1.33 (the dearer wins 9% of such draws), one of 3 as 2
+// (0.4%), one of 10 as 6.7 (never, to a few parts in a million). So the
+// soft zone is narrow: it lets an endpoint just beyond the noise get the
+// odd call, whose answer brings it back if its estimate was a fluke, and
+// keeps a backend that is 10× slower at rest, but only about 3× dearer
+// than a busy fast one when the client itself is short of CPU, below 0.5%
+// of the calls.
+//
+// Weights are prior odds, so that a real difference in latency still
+// decides (3× dearer, a weight-3 endpoint wins 1.2% of such draws; 10×
+// dearer, never), but the noise of a loaded machine, which often puts
+// equal backends just beyond noiseBand of each other for a while, does not
+// pull a weighted split towards an even one: with a serial caller over
+// equal backends of weights 1 and 3, the heavy one took 63% of the calls
+// when the odds ignored weight. Unweighted, wi = wj = 1.
+func softChoice(ci, cj float64, wi, wj uint32, r uint64) bool {
 	if ci <= cj {
 		cj /= noiseBand
 	} else {
@@ -183,7 +195,7 @@ func softChoice(ci, cj float64, r uint64) bool {
 	}
 	a, b := ci*ci, cj*cj
 	a, b = a*a, b*b
-	a, b = a*a, b*b
+	a, b = a*a*float64(wj), b*b*float64(wi)
 	if a+b == 0 {
 		return r>>63 == 0
 	}
