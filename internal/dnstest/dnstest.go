@@ -123,10 +123,6 @@ func (s *Server) Target(name, port string) string {
 	return "dns://" + s.addr + "/" + net.JoinHostPort(name, port)
 }
 
-// IP is the loopback address of the i-th backend (from 0) of a
-// LoopbackFleet.
-func IP(i int) string { return fmt.Sprintf("127.0.0.%d", i+1) }
-
 // LoopbackFleet serves n Greeters, named b1 to bn, on 127.0.0.1, 127.0.0.2,
 // … with one port, as DNS A records describe a fleet: the addresses
 // differ, the port comes from the target. Linux routes all of 127.0.0.0/8
