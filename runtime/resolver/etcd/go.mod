@@ -2,11 +2,14 @@ module github.com/lbclient/lbclient/runtime/resolver/etcd
 
 go 1.26.0
 
+// In the repository the resolver builds against the runtime beside it. A
+// release of this module requires the root module's release of the same
+// commit in place of v0.0.0 below, since users' builds ignore this replace.
 replace github.com/lbclient/lbclient => ../../..
 
 require (
 	github.com/google/go-cmp v0.7.0
-	github.com/lbclient/lbclient v0.0.0-00010101000000-000000000000
+	github.com/lbclient/lbclient v0.0.0
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3
