@@ -20,20 +20,22 @@
 //		runtime.WithResolver(etcdresolver.NewBuilder(cli)),
 //	)
 //
-// The resolver reads every key under "<prefix>/" and then watches them from
-// the revision it read, so an endpoint added or removed reaches the
-// balancer as soon as etcd commits it, and an entry whose lease expires
-// (a server that died) goes like one deleted. When the watch breaks (etcd
-// compacted the revisions it needed, the member lost its leader, the
-// cluster restarted), the resolver reads the keys again, with backoff, and
-// watches anew; the endpoints last read stay in use meanwhile.
+// The resolver reads every key under "<prefix>/" (deeper keys included, as
+// with etcd's own resolver) and then watches them from the revision it
+// read, so an endpoint added or removed reaches the balancer as soon as
+// etcd commits it, and an entry whose lease expires (a server that died)
+// goes like one deleted. A lost connection or a restarted cluster loses no
+// change: the etcd client resumes the watch where it was. When the watch
+// cannot resume (etcd compacted the revisions it needed, the member lost
+// its leader), the resolver reads the keys again, with backoff, and watches
+// anew. The endpoints last read stay in use meanwhile.
 //
 // Each distinct Addr is one endpoint. A Metadata object with a "weight", a
 // whole number from 1 to 2^32-1, becomes the endpoint's weight in grpc-go's
-// experimental/balancer/weight, which lbclient's PEAK_EWMA and
-// CONSISTENT_HASH policies read (grpc-go's round_robin ignores it); an
-// endpoint without one has no weight attribute, which balancers count as
-// 1. Etcd's own resolver drops the metadata. Other metadata is the
+// experimental/balancer/weight, the attribute that policies weighing
+// endpoints read (grpc-go's ring_hash among them; round_robin ignores it);
+// an endpoint without one has no weight attribute, which such policies
+// count as 1. Etcd's own resolver drops the metadata. Other metadata is the
 // server's own and is left alone.
 //
 // A value that is not the JSON of an endpoints.Endpoint, has no host:port

@@ -161,7 +161,9 @@ func (r *etcdResolver) run() {
 
 // read gets every key under the prefix, replaces the set with what it
 // finds and hands the set to cc. It returns the revision of the read, from
-// which the watch starts, and whether the read succeeded.
+// which the watch starts, and whether the read succeeded. The Get is
+// linearizable (etcd's default): a member that has lost its leader cannot
+// answer it with a set that the cluster has moved on from.
 func (r *etcdResolver) read() (int64, bool) {
 	ctx, cancel := context.WithTimeout(r.ctx, getTimeout)
 	resp, err := r.cli.Get(ctx, r.prefix, clientv3.WithPrefix())
@@ -201,6 +203,13 @@ func (r *etcdResolver) read() (int64, bool) {
 // watch ends or the resolver closes. A watch that delivered changes, or
 // lasted longer than the longest backoff, resets the backoff: it was not
 // part of a run of failures.
+//
+// The watch requires a leader: a member cut off from the rest of its
+// cluster would otherwise keep it open and silent while the cluster goes on
+// changing; with the requirement etcd ends it, and the resolver reads the
+// keys again once a member with a leader can answer. A connection lost or
+// a member restarted is not an end: the etcd client resumes the watch from
+// the last revision it delivered, and no change is missed.
 func (r *etcdResolver) watch(rev int64) {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(r.ctx))
 	defer cancel()
@@ -216,7 +225,7 @@ func (r *etcdResolver) watch(rev int64) {
 		if err := wresp.Err(); err != nil {
 			switch {
 			case wresp.CompactRevision != 0:
-				logger.Infof("etcd resolver: %q: etcd compacted revision %d away before the watch could read it; reading the keys again", r.prefix, wresp.CompactRevision)
+				logger.Infof("etcd resolver: %q: etcd has compacted the revisions the watch needed (the oldest it keeps is %d); reading the keys again", r.prefix, wresp.CompactRevision)
 			default:
 				logger.Warningf("etcd resolver: %q: the watch ended: %v; reading the keys again", r.prefix, err)
 			}
