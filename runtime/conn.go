@@ -116,7 +116,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 			rulesStream = cr.stream
 		}
 		if skipped := notAppliedUnderXDS(r); len(skipped) > 0 {
-			logger.Info("lbclient: the xDS control plane's route and cluster decide these, not the rules", "target", target, "service", r.Service, "rules", skipped)
+			logger.Info("lbclient: the xDS control plane's route and cluster decide these, not the rules", "target", target, "service", r.Service, "rules", strings.Join(skipped, "; "))
 		}
 	}
 	if len(unary) > 0 {
