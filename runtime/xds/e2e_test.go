@@ -228,7 +228,7 @@ func TestControlPlaneDrivesPolicyAndWeights(t *testing.T) {
 	}
 
 	// CONSISTENT_HASH, same weights: ring nodes in proportion.
-	svc.Policy = lbPolicy(t, consistenthash.Name, `{"virtualNodes":100,"balanceFactor":1.5}`)
+	svc.Policy = lbPolicy(t, consistenthash.Name, `{"virtualNodes":400,"balanceFactor":1.5}`)
 	took = switchPolicy(t, cp, log, svc)
 	t.Logf("PEAK_EWMA → CONSISTENT_HASH took effect %v after the update", took)
 	if took > time.Second {
