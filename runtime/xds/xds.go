@@ -43,9 +43,10 @@
 // fraction of 2^31). PEAK_EWMA draws endpoints in proportion to that weight
 // and CONSISTENT_HASH gives them ring nodes in proportion, so locality and
 // endpoint weights both shape the split. Because the weights are fractions
-// of the whole, a change of one endpoint's weight changes every endpoint's,
-// and CONSISTENT_HASH's ring is at its bound of 2^18 nodes. Endpoints whose
-// EDS health status is neither HEALTHY nor UNKNOWN are left out.
+// of the whole, a change of one endpoint's weight changes every endpoint's;
+// CONSISTENT_HASH divides them by their common divisor before it builds its
+// ring (1:3 arrives as 2^29 and 3·2^29). Endpoints whose EDS health status
+// is neither HEALTHY nor UNKNOWN are left out.
 //
 // A policy change (another name in the cluster's policy) builds the new
 // policy and closes the old one: its connections are replaced, calls under
