@@ -69,7 +69,10 @@
 // retry policies, retry throttling and health checking are not used (the
 // route's retry_policy governs retries). Timeouts, wait-for-ready, hedging
 // and hash keys keep applying; the earlier of the rules' timeout and the
-// route's max_stream_duration wins. runtime.Dial logs, at Info level, which
+// route's max_stream_duration wins. Hedged attempts avoid the endpoints
+// already tried under lbclient's policies and lbclient_observe; grpc-go's
+// policies, when the cluster names them directly, do not know of the
+// attempts. runtime.Dial logs, at Info level, which
 // of the rules the control plane decides instead.
 package xds
 
