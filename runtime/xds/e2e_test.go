@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
 	"github.com/lbclient/lbclient/runtime"
@@ -21,7 +23,9 @@ import (
 
 // load is a closed loop of GreetAccount calls through the generated
 // client, each with an account of its own (so a hash key of its own), from
-// workers callers.
+// workers callers. Half the callers fail fast (grpc.WaitForReady(false)
+// over the rules' wait_for_ready), so that a moment without a usable
+// policy would show as failed calls rather than waits.
 type load struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -42,7 +46,8 @@ func startLoad(c *greeterv1lbclient.GreeterClient, workers int) *load {
 				default:
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := c.GreetAccount(ctx, &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: fmt.Sprintf("acct-%d-%d", w, n)}})
+				_, err := c.GreetAccount(ctx, &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: fmt.Sprintf("acct-%d-%d", w, n)}},
+					grpc.WaitForReady(w%2 == 0))
 				cancel()
 				l.calls.Add(1)
 				if err != nil {
