@@ -88,8 +88,10 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	}
 	// The rules are the service config. A resolver's own config (DNS TXT
 	// records) would replace them, so it is ignored — except for xDS, whose
-	// resolver's config is how the control plane routes.
-	if !strings.HasPrefix(target, "xds:") {
+	// resolver's config is how the control plane routes (see xdsrules.go
+	// for what of the rules applies there).
+	resolverConfig := resolverOwnsServiceConfig(target)
+	if !resolverConfig {
 		dialOpts = append(dialOpts, grpc.WithDisableServiceConfig())
 	}
 	for _, p := range o.perRPC {
@@ -108,11 +110,24 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		c.hedger = h
 		unary = append(unary, h.UnaryClientInterceptor())
 	}
+	var rulesStream grpc.StreamClientInterceptor
+	if resolverConfig {
+		if cr := newCallRules(r); cr != nil {
+			unary = append(unary, cr.unary)
+			rulesStream = cr.stream
+		}
+		if skipped := notAppliedUnderXDS(r); len(skipped) > 0 {
+			logger.Info("lbclient: the xDS control plane's route and cluster decide these, not the rules", "target", target, "service", r.Service, "rules", strings.Join(skipped, "; "))
+		}
+	}
 	if len(unary) > 0 {
 		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(unary...))
 	}
 	if len(o.stream) > 0 {
 		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(o.stream...))
+	}
+	if rulesStream != nil {
+		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(rulesStream))
 	}
 	dialOpts = append(dialOpts, o.dialOptions...)
 

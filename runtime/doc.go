@@ -23,8 +23,12 @@
 // they use TLS with the system's roots; plaintext takes WithInsecure.
 //
 // Targets are everything grpc-go resolves ("dns:///host:443", "unix:path",
-// "passthrough:///addr", "xds:///name" once grpc's xds package is imported)
-// and lbclient's "static:///host1:port,host2:port" and
-// "file:///abs/path.json", a JSON list of endpoints that is watched as it
-// changes (see package runtime/resolver/file).
+// "passthrough:///addr", "xds:///name" once github.com/lbclient/lbclient/runtime/xds
+// or grpc's xds package is imported) and lbclient's
+// "static:///host1:port,host2:port" and "file:///abs/path.json", a JSON list
+// of endpoints that is watched as it changes (see package
+// runtime/resolver/file); "etcd:///prefix" comes with its module
+// (runtime/resolver/etcd). On an xds:/// target the control plane picks the
+// policy and the route decides retries; the rules' timeouts, wait-for-ready,
+// hedging and hash keys still apply (see package runtime/xds).
 package runtime

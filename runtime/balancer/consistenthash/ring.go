@@ -23,37 +23,63 @@ type ring struct {
 // maxRingNodes bounds the ring that weights make: 2^18 nodes (3 MiB,
 // searched in 18 steps). A ring of unweighted endpoints is never scaled
 // (virtualNodes × N, which the config bounds); weights that would take the
-// ring beyond both are scaled down in proportion, each endpoint keeping at
-// least one node. Scaled, a weight change moves keys between the other
-// endpoints too, so weights are best kept to small integers.
+// ring beyond both are first divided by their greatest common divisor,
+// then, if still too large, scaled down in proportion, each endpoint
+// keeping at least one node. Reduced or scaled, a weight change moves keys
+// between the other endpoints too, so weights are best kept to small
+// integers.
+//
+// The division matters under xDS: grpc-go gives each endpoint its share
+// of the priority as a fraction of 2^31, so weights 1:3 arrive as 2^29 and
+// 3·2^29, and equal weights as equal multiples of a power of two. Divided,
+// they make the ring that 1:3 and 1:1 make (hundreds of nodes, not 2^18,
+// which take about 50 ms to build).
 const maxRingNodes = 1 << 18
 
 // ringNodes returns the virtual nodes of each endpoint: vnodes × weight
-// (weights nil: vnodes each), scaled down to maxRingNodes when weights
-// would make the ring larger than that and than an unweighted one.
+// (weights nil: vnodes each), with the weights reduced and scaled as
+// maxRingNodes says when they would make the ring larger than that and
+// than an unweighted one.
 func ringNodes(n int, weights []uint32, vnodes int) []int {
 	nodes := make([]int, n)
+	weightOf := func(i int) uint64 {
+		if weights == nil {
+			return 1
+		}
+		return uint64(weights[i])
+	}
 	var total uint64
 	for i := range nodes {
-		w := uint64(1)
-		if weights != nil {
-			w = uint64(weights[i])
-		}
-		total += w * uint64(vnodes)
+		total += weightOf(i) * uint64(vnodes)
 	}
 	limit := max(uint64(maxRingNodes), uint64(n*vnodes))
-	for i := range nodes {
-		w := uint64(1)
-		if weights != nil {
-			w = uint64(weights[i])
+	div := uint64(1)
+	if total > limit {
+		var g uint64
+		for i := range nodes {
+			g = gcd(g, weightOf(i))
 		}
-		k := w * uint64(vnodes)
+		if g > 1 {
+			div = g
+			total /= g // exact: every term is a multiple of g
+		}
+	}
+	for i := range nodes {
+		k := weightOf(i) / div * uint64(vnodes)
 		if total > limit {
 			k = max(1, k*limit/total)
 		}
 		nodes[i] = int(k)
 	}
 	return nodes
+}
+
+// gcd returns the greatest common divisor of a and b (b when a is 0).
+func gcd(a, b uint64) uint64 {
+	for a != 0 {
+		a, b = b%a, a
+	}
+	return b
 }
 
 // newRing builds the ring of addrs, weighted by weights (nil: all 1).

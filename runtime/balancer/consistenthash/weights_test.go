@@ -116,6 +116,19 @@ func TestRingNodesScaleHugeWeights(t *testing.T) {
 	if sum > maxRingNodes || got[0] != 1 || math.Abs(float64(got[2])/float64(got[1])-3) > 0.01 {
 		t.Errorf("huge weights: %v (sum %d), want <= %d nodes, 1:3 between the heavy ones, at least 1 each", got, sum, maxRingNodes)
 	}
+	// Weights as grpc-go's xDS layer gives them, fractions of 2^31:
+	// divided by their common divisor, not scaled.
+	if got := ringNodes(4, []uint32{1 << 28, 1 << 28, 3 << 28, 3 << 28}, 100); fmt.Sprint(got) != "[100 100 300 300]" {
+		t.Errorf("weights 2^28 × 1:1:3:3: %v, want [100 100 300 300]", got)
+	}
+	if got := ringNodes(3, []uint32{715827883, 715827883, 715827883}, 160); fmt.Sprint(got) != "[160 160 160]" {
+		t.Errorf("three equal thirds of 2^31: %v, want [160 160 160]", got)
+	}
+	// A common divisor that is not enough: scaled as before.
+	got = ringNodes(2, []uint32{2_000_000, 6_000_002}, 160)
+	if got[0]+got[1] > maxRingNodes || math.Abs(float64(got[1])/float64(got[0])-3) > 0.01 {
+		t.Errorf("weights 2e6, 6e6+2: %v, want <= %d nodes, 1:3", got, maxRingNodes)
+	}
 	// An unweighted ring larger than the bound is never scaled.
 	if got := ringNodes(100, nil, MaxVirtualNodes); got[0] != MaxVirtualNodes {
 		t.Errorf("100 × %d unweighted nodes scaled to %d each", MaxVirtualNodes, got[0])

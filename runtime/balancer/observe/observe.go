@@ -19,7 +19,11 @@
 //
 // "childPolicy" is required and has the loadBalancingConfig list form: the
 // first entry whose policy is registered is used, with its own config.
-// "statsId" is optional; without it nothing is published.
+// "statsId" is optional; without it nothing is published. The parsed config
+// marshals back to JSON with the chosen child as the only entry, so observe
+// can run under parents that marshal their child's config and parse it again
+// (grpc-go's random_subsetting_experimental, and the xDS balancers when a
+// cluster's policy names lbclient_observe).
 //
 // What is published, per endpoint of the resolver (Addr is its first
 // address; SubConns to addresses no endpoint names are listed after):

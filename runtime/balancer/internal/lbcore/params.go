@@ -167,8 +167,10 @@ type LatencyConfig struct {
 	ProbeInterval Duration `json:"probeInterval,omitempty"`
 	// FailureCodes lists the canonical status code names that count as
 	// failures. Default ["UNAVAILABLE"]; OK is not allowed; an explicit
-	// empty list turns failure accounting off.
-	FailureCodes []string `json:"failureCodes,omitempty"`
+	// empty list turns failure accounting off, and is marshalled as [] so
+	// that it stays off when grpc-go marshals the parsed config and parses
+	// it again.
+	FailureCodes []string `json:"failureCodes,omitzero"`
 	// StatsID names the lbstats.Sink the balancer publishes its endpoints
 	// to; "" publishes nowhere.
 	StatsID string `json:"statsId,omitempty"`
