@@ -43,10 +43,12 @@ func TestDeterministicSubset(t *testing.T) {
 }
 
 // TestSubsetSize: with WithSubsetSize(2), or the rules' SubsetSize, a
-// client calls two of five backends.
+// client calls two of five backends, under lbclient's policies and under
+// grpc-go's (whose lbclient_observe parent random subsetting marshals and
+// parses again).
 func TestSubsetSize(t *testing.T) {
 	bs := startBackends(t, 5)
-	for _, p := range []runtime.Policy{runtime.PeakEWMA, runtime.ConsistentHash} {
+	for _, p := range []runtime.Policy{runtime.PeakEWMA, runtime.ConsistentHash, runtime.RoundRobin, runtime.LeastRequest} {
 		for _, viaRules := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%v/rules=%v", p, viaRules), func(t *testing.T) {
 				rules := &runtime.ServiceRules{Policy: p}
