@@ -29,8 +29,8 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("ParseConfig(%s): %v", tc.js, err)
 			}
 			cfg := got.(*lbConfig)
-			if cfg.childName != tc.wantChild || cfg.StatsID != tc.wantStats {
-				t.Errorf("ParseConfig(%s) = child %q, statsId %q; want %q, %q", tc.js, cfg.childName, cfg.StatsID, tc.wantChild, tc.wantStats)
+			if cfg.child.Name != tc.wantChild || cfg.StatsID != tc.wantStats {
+				t.Errorf("ParseConfig(%s) = child %q, statsId %q; want %q, %q", tc.js, cfg.child.Name, cfg.StatsID, tc.wantChild, tc.wantStats)
 			}
 		})
 	}
@@ -40,7 +40,7 @@ func TestParseConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		// pick_first's config type is unexported: look at its fields.
-		if cc := fmt.Sprintf("%+v", got.(*lbConfig).childConfig); !strings.Contains(cc, "ShuffleAddressList:true") {
+		if cc := fmt.Sprintf("%+v", got.(*lbConfig).child.Config); !strings.Contains(cc, "ShuffleAddressList:true") {
 			t.Errorf("child config %s lost shuffleAddressList", cc)
 		}
 	})

@@ -126,23 +126,23 @@ func (b *observeBalancer) UpdateClientConnState(s balancer.ClientConnState) erro
 	}
 	b.publish(cfg.StatsID)
 	b.setEndpoints(s.ResolverState)
-	if b.child == nil || b.childName != cfg.childName {
+	if b.child == nil || b.childName != cfg.child.Name {
 		if b.child != nil {
 			// A different child policy: replaced outright (the old one's
 			// SubConns shut down with it), not switched gracefully.
 			b.child.Close()
 		}
-		bb := balancer.Get(cfg.childName)
+		bb := balancer.Get(cfg.child.Name)
 		if bb == nil {
 			// Registered when the config was parsed; cannot go away.
-			return fmt.Errorf("%s: child policy %q is not registered", Name, cfg.childName)
+			return fmt.Errorf("%s: child policy %q is not registered", Name, cfg.child.Name)
 		}
 		b.child = bb.Build(b.ccw, b.opts)
-		b.childName = cfg.childName
+		b.childName = cfg.child.Name
 	}
 	return b.child.UpdateClientConnState(balancer.ClientConnState{
 		ResolverState:  s.ResolverState,
-		BalancerConfig: cfg.childConfig,
+		BalancerConfig: cfg.child.Config,
 	})
 }
 

@@ -48,14 +48,14 @@ func TestConfigRoundTrip(t *testing.T) {
 				t.Fatalf("ParseConfig of the marshalled config %s: %v", js, err)
 			}
 			c1, c2 := first.(*lbConfig), second.(*lbConfig)
-			if c2.childName != tc.wantChild || c1.childName != tc.wantChild {
-				t.Errorf("%s marshals to %s: child %q, then %q; want %q", tc.js, js, c1.childName, c2.childName, tc.wantChild)
+			if c2.child.Name != tc.wantChild || c1.child.Name != tc.wantChild {
+				t.Errorf("%s marshals to %s: child %q, then %q; want %q", tc.js, js, c1.child.Name, c2.child.Name, tc.wantChild)
 			}
 			if c2.StatsID != c1.StatsID {
 				t.Errorf("%s marshals to %s: statsId %q, then %q", tc.js, js, c1.StatsID, c2.StatsID)
 			}
-			if !reflect.DeepEqual(c1.childConfig, c2.childConfig) {
-				t.Errorf("%s marshals to %s: child config %+v, then %+v", tc.js, js, c1.childConfig, c2.childConfig)
+			if !reflect.DeepEqual(c1.child.Config, c2.child.Config) {
+				t.Errorf("%s marshals to %s: child config %+v, then %+v", tc.js, js, c1.child.Config, c2.child.Config)
 			}
 			again, err := json.Marshal(second)
 			if err != nil {
@@ -93,7 +93,7 @@ func TestConfigRoundTripUnderRandomSubsetting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("observe's config as random_subsetting marshals it, %s: %v", back.ChildPolicy[0][Name], err)
 	}
-	if c := child.(*lbConfig); c.childName != "least_request_experimental" || c.StatsID != "s" {
-		t.Errorf("observe's config came back as child %q, statsId %q; want least_request_experimental, s", c.childName, c.StatsID)
+	if c := child.(*lbConfig); c.child.Name != "least_request_experimental" || c.StatsID != "s" {
+		t.Errorf("observe's config came back as child %q, statsId %q; want least_request_experimental, s", c.child.Name, c.StatsID)
 	}
 }

@@ -39,7 +39,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -51,6 +50,8 @@ import (
 	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
+
+	"github.com/lbclient/lbclient/runtime/balancer/internal/childpolicy"
 )
 
 // Name is the name the policy is registered under.
@@ -87,24 +88,20 @@ type LBConfig struct {
 	ClientIndex int `json:"clientIndex"`
 	ClientCount int `json:"clientCount"`
 
-	// childName and childConfig are the child policy and its parsed
-	// config; childJSON is the child's entry as written, for MarshalJSON.
-	childName   string
-	childConfig serviceconfig.LoadBalancingConfig
-	childJSON   json.RawMessage
+	// child is the first registered policy of childPolicy.
+	child childpolicy.Child
 }
 
 // MarshalJSON writes the config as ParseConfig reads it, so that grpc-go
 // (random_subsetting, xDS, gracefulswitch), which marshals parsed configs
 // and parses them again, gets the same policy back.
 func (c *LBConfig) MarshalJSON() ([]byte, error) {
-	child := []map[string]json.RawMessage{{c.childName: orEmpty(c.childJSON)}}
 	return json.Marshal(struct {
 		SubsetSize  int                          `json:"subsetSize"`
 		ClientIndex int                          `json:"clientIndex"`
 		ClientCount int                          `json:"clientCount"`
 		ChildPolicy []map[string]json.RawMessage `json:"childPolicy"`
-	}{c.SubsetSize, c.ClientIndex, c.ClientCount, child})
+	}{c.SubsetSize, c.ClientIndex, c.ClientCount, c.child.List()})
 }
 
 // ParseConfig implements balancer.ConfigParser. Errors start with
@@ -132,39 +129,12 @@ func parseConfig(js json.RawMessage) (*LBConfig, error) {
 		return nil, fmt.Errorf("%s: clientCount %d: want at least 1, or 0 to take it from the resolver", Name, raw.ClientCount)
 	case raw.ClientCount > 0 && (raw.ClientIndex < 0 || raw.ClientIndex >= raw.ClientCount):
 		return nil, fmt.Errorf("%s: clientIndex %d is outside [0, clientCount %d)", Name, raw.ClientIndex, raw.ClientCount)
-	case len(raw.ChildPolicy) == 0:
-		return nil, errors.New(Name + `: "childPolicy" is required`)
 	}
-	cfg := &LBConfig{SubsetSize: raw.SubsetSize, ClientIndex: raw.ClientIndex, ClientCount: raw.ClientCount}
-	for i, entry := range raw.ChildPolicy {
-		if len(entry) != 1 {
-			return nil, fmt.Errorf(`%s: "childPolicy" entry %d must hold exactly one policy, has %d`, Name, i, len(entry))
-		}
-		for name, js := range entry {
-			b := balancer.Get(name)
-			if b == nil {
-				continue // as grpc-go does: the first registered policy wins
-			}
-			cfg.childName, cfg.childJSON = name, js
-			if p, ok := b.(balancer.ConfigParser); ok {
-				c, err := p.ParseConfig(orEmpty(js))
-				if err != nil {
-					return nil, fmt.Errorf("%s: child policy %s: %v", Name, name, err)
-				}
-				cfg.childConfig = c
-			}
-			return cfg, nil
-		}
+	child, err := childpolicy.Parse(Name, raw.ChildPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", Name, err)
 	}
-	return nil, fmt.Errorf(`%s: "childPolicy" names no registered policy`, Name)
-}
-
-// orEmpty returns js, or {} when it is empty (a child written as null).
-func orEmpty(js json.RawMessage) json.RawMessage {
-	if len(js) == 0 || string(js) == "null" {
-		return json.RawMessage("{}")
-	}
-	return js
+	return &LBConfig{SubsetSize: raw.SubsetSize, ClientIndex: raw.ClientIndex, ClientCount: raw.ClientCount, child: child}, nil
 }
 
 // clientKey is the resolver state attribute that SetClient writes.
@@ -207,12 +177,12 @@ func (b *subsetBalancer) UpdateClientConnState(s balancer.ClientConnState) error
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.child == nil || b.childName != cfg.childName {
+	if b.child == nil || b.childName != cfg.child.Name {
 		if b.child != nil {
 			b.child.Close()
 		}
-		b.child = balancer.Get(cfg.childName).Build(b.cc, b.opts)
-		b.childName = cfg.childName
+		b.child = balancer.Get(cfg.child.Name).Build(b.cc, b.opts)
+		b.childName = cfg.child.Name
 	}
 	index, count := cfg.ClientIndex, cfg.ClientCount
 	if count == 0 {
@@ -225,7 +195,7 @@ func (b *subsetBalancer) UpdateClientConnState(s balancer.ClientConnState) error
 	}
 	state := s.ResolverState
 	state.Endpoints = Select(state.Endpoints, cfg.SubsetSize, index, count)
-	return b.child.UpdateClientConnState(balancer.ClientConnState{ResolverState: state, BalancerConfig: cfg.childConfig})
+	return b.child.UpdateClientConnState(balancer.ClientConnState{ResolverState: state, BalancerConfig: cfg.child.Config})
 }
 
 // Select returns the endpoints of eps in the aperture of client index of

@@ -119,8 +119,8 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.childName != "lbclient_peak_ewma" || cfg.childConfig == nil {
-		t.Fatalf("child %q (config %v), want lbclient_peak_ewma parsed", cfg.childName, cfg.childConfig)
+	if cfg.child.Name != "lbclient_peak_ewma" || cfg.child.Config == nil {
+		t.Fatalf("child %q (config %v), want lbclient_peak_ewma parsed", cfg.child.Name, cfg.child.Config)
 	}
 	// The round trip grpc-go makes: marshal the parsed config, parse it
 	// again, get the same config.
@@ -132,7 +132,7 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parsing the marshalled config %s: %v", js, err)
 	}
-	if again.SubsetSize != 20 || again.ClientIndex != 3 || again.ClientCount != 100 || again.childName != cfg.childName || string(again.childJSON) != string(cfg.childJSON) {
+	if again.SubsetSize != 20 || again.ClientIndex != 3 || again.ClientCount != 100 || again.child.Name != cfg.child.Name || string(again.child.JSON) != string(cfg.child.JSON) {
 		t.Errorf("round trip: %s gave %+v, want %+v", js, again, cfg)
 	}
 	for _, tc := range []struct{ js, want string }{
@@ -140,8 +140,8 @@ func TestParseConfig(t *testing.T) {
 		{`{"subsetSize":2,"clientIndex":3,"clientCount":3,"childPolicy":[{"round_robin":{}}]}`, "clientIndex 3 is outside [0, clientCount 3)"},
 		{`{"subsetSize":2,"clientCount":-1,"childPolicy":[{"round_robin":{}}]}`, "clientCount -1"},
 		{`{"subsetSize":2,"clientCount":3}`, `"childPolicy" is required`},
-		{`{"subsetSize":2,"clientCount":3,"childPolicy":[{"nope":{}}]}`, "names no registered policy"},
-		{`{"subsetSize":2,"clientCount":3,"childPolicy":[{"lbclient_peak_ewma":{"probeInterval":"1ns"}}]}`, "child policy lbclient_peak_ewma"},
+		{`{"subsetSize":2,"clientCount":3,"childPolicy":[{"nope":{}}]}`, "has no registered policy"},
+		{`{"subsetSize":2,"clientCount":3,"childPolicy":[{"lbclient_peak_ewma":{"probeInterval":"1ns"}}]}`, `"childPolicy" "lbclient_peak_ewma"`},
 		{`{"subsetSize":2,"clientCount":3,"subset":1,"childPolicy":[{"round_robin":{}}]}`, "unknown field"},
 	} {
 		_, err := parseConfig(json.RawMessage(tc.js))
