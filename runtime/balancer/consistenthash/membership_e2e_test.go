@@ -26,13 +26,17 @@ func TestE2EFleetChanges(t *testing.T) {
 }
 
 // TestE2EWeights: a backend of weight 3 owns three times the keys of one
-// of weight 1, and so takes three quarters of the keyed calls. (With 1024
-// virtual nodes per unit of weight, so that the ring's own deviation, about
-// 1/sqrt(nodes), stays well inside the ±10% the test allows.)
+// of weight 1, and so takes three quarters of the keyed calls. With 1024
+// virtual nodes per unit of weight, so that the ring's own deviation,
+// about 1/sqrt(nodes), stays well inside the ±10% the test allows; and a
+// balance factor of 10, so that the load bound (TestWeightedLoadBound),
+// which at 8 calls in flight lets the light backend hold only 3 and
+// spills the rest of its keys' calls to the heavy one (0.79 of the calls),
+// leaves the split to the keys.
 func TestE2EWeights(t *testing.T) {
 	for _, workers := range []int{1, 8} {
 		t.Run(fmt.Sprintf("callers=%d", workers), func(t *testing.T) {
-			lbtest.WeightedSplit(t, config(`{"virtualNodes":1024}`), workers, keyed)
+			lbtest.WeightedSplit(t, config(`{"virtualNodes":1024,"balanceFactor":10}`), workers, keyed)
 		})
 	}
 }
