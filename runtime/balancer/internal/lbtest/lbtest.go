@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/stats/opentelemetry"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -134,14 +137,14 @@ func Endpoints(addrs []string) []resolver.Endpoint {
 // resolver, and the resolver, whose UpdateState changes the endpoints (and
 // their attributes, such as weights) under the channel; closed when the
 // test ends.
-func DialEndpoints(tb testing.TB, serviceConfig string, eps []resolver.Endpoint) (*grpc.ClientConn, *manual.Resolver) {
+func DialEndpoints(tb testing.TB, serviceConfig string, eps []resolver.Endpoint, opts ...grpc.DialOption) (*grpc.ClientConn, *manual.Resolver) {
 	tb.Helper()
 	r := manual.NewBuilderWithScheme("lbtest" + strconv.FormatInt(schemeN.Add(1), 10))
 	r.InitialState(resolver.State{Endpoints: eps})
-	cc, err := grpc.NewClient(r.Scheme()+":///test",
+	cc, err := grpc.NewClient(r.Scheme()+":///test", append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(r),
-		grpc.WithDefaultServiceConfig(serviceConfig))
+		grpc.WithDefaultServiceConfig(serviceConfig)}, opts...)...)
 	if err != nil {
 		tb.Fatalf("NewClient: %v", err)
 	}
@@ -307,10 +310,11 @@ func (r *recorder) Close() {
 }
 
 // PickerOver starts n backends and a channel whose policy is child (with
-// childConfig), waits until the child's picker spreads picks over all n
-// backends, and returns that picker: the real picker of the real policy,
-// over real READY SubConns, as the channel would call it.
-func PickerOver(tb testing.TB, n int, child, childConfig string) balancer.Picker {
+// childConfig) and dial options opts, waits until the child's picker
+// spreads picks over all n backends, and returns that picker: the real
+// picker of the real policy, over real READY SubConns, as the channel would
+// call it.
+func PickerOver(tb testing.TB, n int, child, childConfig string, opts ...grpc.DialOption) balancer.Picker {
 	tb.Helper()
 	bs := make([]*Backend, n)
 	for i := range bs {
@@ -319,7 +323,7 @@ func PickerOver(tb testing.TB, n int, child, childConfig string) balancer.Picker
 	StartBackends(tb, bs...)
 	id := fmt.Sprintf("%s-%d", child, schemeN.Add(1))
 	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"id":%q,"child":%q,"childConfig":%s}}]}`, RecorderName, id, child, childConfig)
-	cc := Dial(tb, sc, Addrs(bs))
+	cc, _ := DialEndpoints(tb, sc, Endpoints(Addrs(bs)), opts...)
 	WaitReady(tb, cc)
 	info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: context.Background()}
 	deadline := time.Now().Add(10 * time.Second)
@@ -465,4 +469,35 @@ func WaitCalls(tb testing.TB, b *Backend, n int64, limit time.Duration) time.Dur
 		time.Sleep(time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// BenchmarkPickMetrics runs BenchmarkPick on child's picker over three
+// backends twice in one run: on a channel that exports no metrics
+// ("metrics=off"), and on one that exports them through grpc-go's
+// OpenTelemetry plugin to an OpenTelemetry SDK MeterProvider
+// ("metrics=on"), then checks that the picks reached the SDK.
+func BenchmarkPickMetrics(b *testing.B, child, childConfig string, ctx context.Context) {
+	b.Run("metrics=off", func(b *testing.B) {
+		BenchmarkPick(b, PickerOver(b, 3, child, childConfig), ctx)
+	})
+	b.Run("metrics=on", func(b *testing.B) {
+		reader := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		defer mp.Shutdown(context.Background())
+		var o opentelemetry.Options
+		o.MetricsOptions.MeterProvider = mp
+		BenchmarkPick(b, PickerOver(b, 3, child, childConfig, opentelemetry.DialOption(o)), ctx)
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			b.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "lbclient.lb.picks" && len(s.DataPoints) > 0 && s.DataPoints[0].Value > 0 {
+					return
+				}
+			}
+		}
+		b.Fatalf("%s: no lbclient.lb.picks collected", child)
+	})
 }
