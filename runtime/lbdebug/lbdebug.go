@@ -242,7 +242,7 @@ td.state.READY { color: #17762f; }
 td.state { color: #9a6700; }
 tr.ejected td { background: #fdecec; }
 tr.ejected td.ejected { color: #b3261e; font-weight: 600; }
-.bar { position: relative; width: 14em; height: 1.1em; background: #eee; border-radius: 2px; display: inline-block; vertical-align: middle; }
+.bar { position: relative; width: 10em; height: 1.1em; background: #eee; border-radius: 2px; display: inline-block; vertical-align: middle; }
 .bar span { position: absolute; left: 0; top: 0; bottom: 0; border-radius: 2px; }
 .share .bar span { background: #3a7bd5; }
 .lat .bar span { background: #e0883a; }
