@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
@@ -46,6 +47,23 @@ func dial(t *testing.T, f backend.Fleet, opts ...runtime.Option) (*runtime.Conn,
 	defer cancel()
 	if err := conn.WaitForReady(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Every endpoint READY, so that the calls spread over all of them
+	// from the first.
+	for {
+		ready := 0
+		for _, e := range conn.Endpoints() {
+			if e.State == connectivity.Ready {
+				ready++
+			}
+		}
+		if ready == len(f) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d endpoints READY: %+v", ready, len(f), conn.Endpoints())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	return conn, greeterv1.NewGreeterClient(conn)
 }

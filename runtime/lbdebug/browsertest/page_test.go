@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
@@ -90,6 +91,23 @@ func dial(t *testing.T, f backend.Fleet, opts ...runtime.Option) (*runtime.Conn,
 	if err := conn.WaitForReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Every endpoint READY, so that the calls spread over all of them
+	// from the first.
+	for {
+		ready := 0
+		for _, e := range conn.Endpoints() {
+			if e.State == connectivity.Ready {
+				ready++
+			}
+		}
+		if ready == len(f) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d endpoints READY: %+v", ready, len(f), conn.Endpoints())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return conn, greeterv1.NewGreeterClient(conn)
 }
 
@@ -123,8 +141,9 @@ type shownEndoint struct {
 }
 
 // readPage reads every connection the page in the browser shows, with the
-// bars' widths as laid out.
-const readPage = `Array.from(document.querySelectorAll('section.conn')).map(s => {
+// bars' widths as laid out; null while the page is (re)loading.
+const readPage = `(document.readyState !== 'complete' || !document.querySelector('p.meta')) ? null :
+Array.from(document.querySelectorAll('section.conn')).map(s => {
   const num = (el, sel) => Number(el.querySelector(sel).textContent);
   const bar = (r, sel) => r.querySelector(sel + ' .bar span').getBoundingClientRect().width /
                           r.querySelector(sel + ' .bar').getBoundingClientRect().width;
@@ -149,33 +168,43 @@ const readPage = `Array.from(document.querySelectorAll('section.conn')).map(s =>
   };
 })`
 
+// readOnce reads the connections the page shows, by target; ok is false
+// while the page reloads (the page reloads itself every second, and a read
+// can fall between two documents).
+func readOnce(ctx context.Context) (conns map[string]shownConn, ok bool, err error) {
+	shown, err := chromedp.Run(ctx, chromedp.Evaluate[*[]shownConn](readPage))
+	if err != nil || shown == nil {
+		return nil, false, err
+	}
+	conns = map[string]shownConn{}
+	for _, c := range *shown {
+		conns[c.Target] = c
+	}
+	return conns, true, nil
+}
+
+// read returns what the loaded page shows.
 func read(t *testing.T, ctx context.Context) map[string]shownConn {
 	t.Helper()
-	conns, err := chromedp.Run(ctx, chromedp.Evaluate[[]shownConn](readPage))
-	if err != nil {
-		t.Fatalf("reading the page: %v", err)
-	}
-	out := map[string]shownConn{}
-	for _, c := range conns {
-		out[c.Target] = c
-	}
-	return out
+	return waitFor(t, ctx, "a loaded page", func(map[string]shownConn) bool { return true })
 }
 
 // waitFor polls the page as the browser shows it, without navigating,
-// until ok holds, for up to a minute.
+// until it is loaded and ok holds, for up to a minute. A read that fails
+// while the page reloads (its document went away under the script) is
+// tried again.
 func waitFor(t *testing.T, ctx context.Context, what string, ok func(map[string]shownConn) bool) map[string]shownConn {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		got := read(t, ctx)
-		if ok(got) {
+		got, loaded, err := readOnce(ctx)
+		if loaded && ok(got) {
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the page never showed %s; it shows %+v", what, got)
+			t.Fatalf("the page never showed %s; it shows %+v (last error: %v)", what, got, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -193,9 +222,12 @@ func TestPageInBrowser(t *testing.T) {
 
 	fa := fleet(t, 3)
 	slow := fa[2]
-	slow.SetDelay(30 * time.Millisecond)
+	// Slow enough to stand out whatever the machine's load: a hedge
+	// overtakes its calls after 25 ms, so its estimate stays at 25 ms or
+	// more, where loopback answers take a millisecond or two.
+	slow.SetDelay(60 * time.Millisecond)
 	connA, a := dial(t, fa, runtime.WithPolicy(runtime.PeakEWMA),
-		runtime.WithMethodRules(sayHello, runtime.MethodRules{Hedging: &runtime.HedgingPolicy{MaxAttempts: 2, Delay: 10 * time.Millisecond}}))
+		runtime.WithMethodRules(sayHello, runtime.MethodRules{Hedging: &runtime.HedgingPolicy{MaxAttempts: 2, Delay: 25 * time.Millisecond}}))
 	fb := fleet(t, 2)
 	connB, b := dial(t, fb, runtime.WithPolicy(runtime.RoundRobin))
 	fc := fleet(t, 2)
