@@ -471,33 +471,88 @@ func WaitCalls(tb testing.TB, b *Backend, n int64, limit time.Duration) time.Dur
 	return time.Since(start)
 }
 
-// BenchmarkPickMetrics runs BenchmarkPick on child's picker over three
-// backends twice in one run: on a channel that exports no metrics
-// ("metrics=off"), and on one that exports them through grpc-go's
-// OpenTelemetry plugin to an OpenTelemetry SDK MeterProvider
-// ("metrics=on"), then checks that the picks reached the SDK.
+// BenchmarkPickMetrics times Pick and Done of child's picker over three
+// backends on a channel that exports no metrics and on one that exports
+// them through grpc-go's OpenTelemetry plugin to an OpenTelemetry SDK
+// MeterProvider, in one run:
+//
+//   - "metrics=off" and "metrics=on" run BenchmarkPick on each;
+//   - "interleaved" times both pickers in alternating blocks of picks on
+//     the same goroutine, so that a loaded machine slows both alike, and
+//     reports each one's ns per Pick+Done ("off-ns/pick", "on-ns/pick")
+//     and their ratio ("on/off").
+//
+// Each checks that the picks reached the SDK.
 func BenchmarkPickMetrics(b *testing.B, child, childConfig string, ctx context.Context) {
+	withMetrics := func(b *testing.B) (grpc.DialOption, func()) {
+		reader := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		var o opentelemetry.Options
+		o.MetricsOptions.MeterProvider = mp
+		return opentelemetry.DialOption(o), func() {
+			defer mp.Shutdown(context.Background())
+			if n := collectedPicks(b, reader); n == 0 {
+				b.Fatalf("%s: no lbclient.lb.picks collected", child)
+			}
+		}
+	}
 	b.Run("metrics=off", func(b *testing.B) {
 		BenchmarkPick(b, PickerOver(b, 3, child, childConfig), ctx)
 	})
 	b.Run("metrics=on", func(b *testing.B) {
-		reader := sdkmetric.NewManualReader()
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-		defer mp.Shutdown(context.Background())
-		var o opentelemetry.Options
-		o.MetricsOptions.MeterProvider = mp
-		BenchmarkPick(b, PickerOver(b, 3, child, childConfig, opentelemetry.DialOption(o)), ctx)
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(context.Background(), &rm); err != nil {
-			b.Fatal(err)
+		opt, check := withMetrics(b)
+		BenchmarkPick(b, PickerOver(b, 3, child, childConfig, opt), ctx)
+		check()
+	})
+	b.Run("interleaved", func(b *testing.B) {
+		opt, check := withMetrics(b)
+		pickers := [2]balancer.Picker{PickerOver(b, 3, child, childConfig), PickerOver(b, 3, child, childConfig, opt)}
+		info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: ctx}
+		const block = 2048
+		var spent [2]time.Duration
+		picks := 0
+		b.ReportAllocs()
+		for round := 0; b.Loop(); round++ {
+			for k := range 2 {
+				which := (round + k) % 2 // alternate which goes first
+				p := pickers[which]
+				start := time.Now()
+				for range block {
+					res, err := p.Pick(info)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res.Done != nil {
+						res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+					}
+				}
+				spent[which] += time.Since(start)
+			}
+			picks += block
 		}
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "lbclient.lb.picks" && len(s.DataPoints) > 0 && s.DataPoints[0].Value > 0 {
-					return
+		off, on := float64(spent[0])/float64(picks), float64(spent[1])/float64(picks)
+		b.ReportMetric(off, "off-ns/pick")
+		b.ReportMetric(on, "on-ns/pick")
+		b.ReportMetric(on/off, "on/off")
+		check()
+	})
+}
+
+// collectedPicks returns the lbclient.lb.picks that reader collects.
+func collectedPicks(tb testing.TB, reader *sdkmetric.ManualReader) int64 {
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "lbclient.lb.picks" {
+				for _, dp := range s.DataPoints {
+					n += dp.Value
 				}
 			}
 		}
-		b.Fatalf("%s: no lbclient.lb.picks collected", child)
-	})
+	}
+	return n
 }
