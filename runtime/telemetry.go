@@ -11,7 +11,8 @@ import (
 // WithMeterProvider exports the connection's metrics to mp through
 // grpc-go's OpenTelemetry plugin (google.golang.org/grpc/stats/opentelemetry):
 // grpc-go's per-call metrics (grpc.client.attempt.*, grpc.client.call.*),
-// its non-per-call ones (pick_first's, subchannels'), and lbclient's
+// those of its non-per-call metrics that are on by default (the others
+// take WithOpenTelemetry with MetricsOptions.Metrics), and lbclient's
 // lbclient.lb.* and lbclient.hedge.* metrics, which are registered with
 // grpc-go's metrics registry and recorded through the channel's metrics
 // recorder like grpc-go's own. The README lists lbclient's metrics.
