@@ -180,6 +180,7 @@ func TestMetricsAfterKnownCalls(t *testing.T) {
 	if uint64(hedged) != hs.ExtraAttempts || uint64(wins) != hs.HedgeWins || uint64(denied) != hs.BudgetDenied || hedged < 1 || wins < 1 {
 		t.Errorf("lbclient.hedge.attempts %d, wins %d, budget_exhausted %d; want Conn.Stats() %+v, with at least one hedged attempt and win", hedged, wins, denied, hs.Counters)
 	}
+	t.Logf("lbclient.lb.ejections %d, lbclient.lb.probes %d, lbclient.hedge.attempts %d, wins %d, budget_exhausted %d", ejections, probes, hedged, wins, denied)
 	if dpoints != 0 {
 		t.Errorf("lbclient.hedge.budget_exhausted has %d points with an ample budget, want none", dpoints)
 	}
@@ -435,4 +436,34 @@ func counterQuiet(rm metricdata.ResourceMetrics, name string, want ...attribute.
 		}
 	}
 	return total, true
+}
+
+// TestProbesMetric: under PEAK_EWMA a slow backend is avoided and probed
+// every probe interval (250 ms); over a second and a half of serial calls
+// lbclient.lb.probes counts those probes, as Conn.Endpoints does.
+func TestProbesMetric(t *testing.T) {
+	bs := startBackends(t, 2)
+	bs[1].SetDelay(20 * time.Millisecond)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	conn, c := dial(t, bs, nil, runtime.WithPolicy(runtime.PeakEWMA), runtime.WithMeterProvider(mp))
+	ctx := ctxFor(t)
+	waitAllReady(t, conn, len(bs))
+	end := time.Now().Add(1500 * time.Millisecond)
+	for i := 0; i < 20000 && time.Now().Before(end); i++ {
+		if _, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "p"}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	var want uint64
+	for _, e := range conn.Endpoints() {
+		want += e.Probes
+	}
+	target := attribute.String("grpc.target", conn.ClientConn().CanonicalTarget())
+	probes, _ := counter(t, collect(t, reader), "lbclient.lb.probes", target, attribute.String("lbclient.policy", "lbclient_peak_ewma"))
+	t.Logf("lbclient.lb.probes %d, Endpoints' probes %d", probes, want)
+	if probes < 2 || uint64(probes) != want {
+		t.Errorf("lbclient.lb.probes %d, Endpoints' probes %d; want equal, and at least 2 probes of the slow backend in 1.5 s", probes, want)
+	}
 }
