@@ -36,6 +36,7 @@ import (
 type Conn struct {
 	cc         *grpc.ClientConn
 	target     string
+	policy     Policy
 	stats      *lbstats.Sink
 	unregister func()
 	hedger     *hedge.Interceptor // nil when no method hedges
@@ -78,14 +79,14 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{target: target, stats: sink, unregister: unregister}
+	c := &Conn{target: target, policy: r.Policy.resolve(), stats: sink, unregister: unregister}
 
-	dialOpts := []grpc.DialOption{
+	dialOpts := append(o.telemetryDialOptions(),
 		grpc.WithTransportCredentials(cmp.Or(o.creds, credentials.NewTLS(nil))),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithResolvers(connResolvers(o.resolvers, r.DNSRefresh, logger)...),
 		grpc.WithChainStreamInterceptor(markStream),
-	}
+	)
 	// The rules are the service config. A resolver's own config (DNS TXT
 	// records) would replace them, so it is ignored — except for xDS, whose
 	// resolver's config is how the control plane routes (see xdsrules.go
@@ -103,7 +104,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(plaintextHintStream))
 	}
 	if hedged := hedgedMethods(r); len(hedged) > 0 {
-		h, err := hedge.New(hedged, o.hedgeBudget...)
+		h, err := hedge.New(hedged, append(o.hedgeBudget, hedge.WithMetricsRecorder(sink.Recorder()))...)
 		if err != nil {
 			return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
 		}
@@ -137,6 +138,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	}
 	c.cc = cc
 	dialled = true
+	sink.SetOwner(c) // listed by the debug page (runtime/lbdebug) until Close
 	logger.Debug("lbclient: dialled", "target", target, "service", r.Service,
 		"policy", r.Policy.resolve().String(), "credentials", cmp.Or(o.credsOption, "TLS (default)"), "serviceConfig", sc)
 	return c, nil
@@ -236,6 +238,11 @@ func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 // Target returns the target the connection was dialled with.
 func (c *Conn) Target() string { return c.target }
 
+// Policy returns the load-balancing policy the connection was dialled
+// with (PeakEWMA for PolicyUnspecified). Under xds:/// targets the control
+// plane may choose another.
+func (c *Conn) Policy() Policy { return c.policy }
+
 // ClientConn returns the underlying grpc.ClientConn, for APIs that need one
 // (grpc's reflection and channelz clients, for example).
 func (c *Conn) ClientConn() *grpc.ClientConn { return c.cc }
@@ -286,6 +293,21 @@ type EndpointStats struct {
 	// PEAK_EWMA and CONSISTENT_HASH (1 when it gave none); 0 under
 	// grpc-go's policies, which do not report it.
 	Weight uint32
+	// Estimate is the latency estimate that PEAK_EWMA and CONSISTENT_HASH
+	// rank the endpoint by, decayed to now (it falls while the endpoint
+	// is idle); the default RTT before its first answer. 0 under grpc-go's
+	// policies, whose pickers use none.
+	Estimate time.Duration
+	// Ejected reports whether the endpoint is ejected under PEAK_EWMA or
+	// CONSISTENT_HASH: its failures or timeouts in a row reached the
+	// ejection threshold, and calls pass it by, but for probes, until it
+	// answers.
+	Ejected bool
+	// Ejections is the number of times the endpoint was ejected.
+	Ejections uint64
+	// Probes is the number of probe calls it got: calls sent to measure
+	// it again while it was avoided or ejected.
+	Probes uint64
 }
 
 // Endpoints returns a snapshot of the connection's endpoints, sorted by

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/stats/opentelemetry"
 
 	"github.com/lbclient/lbclient/runtime/hedge"
 )
@@ -44,6 +45,7 @@ type options struct {
 	dialOptions   []grpc.DialOption
 	logger        *slog.Logger
 	hedgeBudget   []hedge.Option
+	otel          *opentelemetry.Options // WithMeterProvider, WithOpenTelemetry
 }
 
 // WithPolicy sets the load-balancing policy, overriding the annotation's.

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lbclient/lbclient/runtime"
+	"github.com/lbclient/lbclient/runtime/lbdebug"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -130,5 +134,69 @@ func TestFleetChangesLoseNothing(t *testing.T) {
 		if got := r.seconds[len(r.seconds)-1][0]; got != 0 {
 			t.Errorf("%v: the dropped backend-1 answered %d calls in the last second", p, got)
 		}
+	}
+}
+
+// TestDebugPage: with -debug the demo serves the debug page, which lists
+// the clients the scenarios have open, with their calls; the root
+// redirects to it.
+func TestDebugPage(t *testing.T) {
+	url, stop, err := serveDebug("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	f, err := startFleet(4, fastDelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	f[3].SetDelay(slowDelay)
+	v := skewVariants()[2] // PEAK_EWMA
+	c, closeConn, err := v.client(f.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn()
+	if _, err := driveClient(testCtx(t), c, v, config{calls: 200, workers: 4}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	root, err := http.Get(strings.TrimSuffix(url, debugPath) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.Body.Close()
+	if root.Request.URL.Path != debugPath {
+		t.Errorf("root served %s, want a redirect to %s", root.Request.URL.Path, debugPath)
+	}
+	resp, err := http.Get(url + "?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p lbdebug.Page
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	var found bool
+	for _, conn := range p.Conns {
+		if conn.Target == f.Target() {
+			found = true
+			if conn.Policy != "PEAK_EWMA" || conn.Picks < 200 || len(conn.Endpoints) != 4 {
+				t.Errorf("page shows %+v, want PEAK_EWMA, at least 200 picks over 4 endpoints", conn)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("page lists %+v, not the demo's client of %s", p.Conns, f.Target())
+	}
+}
+
+// TestUnknownScenario: -scenarios names what it does not know.
+func TestUnknownScenario(t *testing.T) {
+	err := run(io.Discard, config{calls: 10, workers: 1, only: []string{"skew", "nope"}})
+	if err == nil || err.Error() != `demo: -scenarios: unknown scenario "nope" (want spread, skew, failover, affinity or fleet)` {
+		t.Errorf("run: %v", err)
 	}
 }

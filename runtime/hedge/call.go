@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
+	"github.com/lbclient/lbclient/runtime/internal/lbmetrics"
 )
 
 // call is the state of one hedged call. The first attempt runs on the
@@ -21,6 +22,7 @@ import (
 // delay's timer or by a non-fatal failure. Everything below mu is guarded
 // by it.
 type call struct {
+	i      *Interceptor
 	m      *method
 	budget *budget
 	parent context.Context // the caller's context
@@ -78,6 +80,7 @@ func (i *Interceptor) hedge(ctx context.Context, m *method, fullMethod string, r
 	m.calls.Add(1)
 	i.budget.deposit()
 	c := &call{
+		i:       i,
 		m:       m,
 		budget:  i.budget,
 		parent:  ctx,
@@ -151,6 +154,7 @@ func (c *call) finishCall() error {
 		proto.Reset(c.replies[0])
 		proto.Merge(c.replies[0], c.replies[k])
 		c.m.wins.Add(1)
+		c.i.record(lbmetrics.HedgeWins, c.cc, c.method)
 	}
 	if o := c.outs; o != nil {
 		a := &o.perAttempt[k]
@@ -211,6 +215,7 @@ func (c *call) launchLocked() {
 	}
 	if !c.budget.take() {
 		c.m.denied.Add(1)
+		c.i.record(lbmetrics.HedgeBudgetExhausted, c.cc, c.method)
 		c.stopLocked()
 		return
 	}
@@ -221,6 +226,7 @@ func (c *call) launchLocked() {
 		c.m.hedged.Add(1)
 	}
 	c.m.extra.Add(1)
+	c.i.record(lbmetrics.HedgeAttempts, c.cc, c.method)
 	c.replies[k] = c.replyType.New().Interface()
 	c.armLocked()
 	go c.run(k)

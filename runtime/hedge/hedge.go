@@ -75,6 +75,19 @@
 // burst), and every extra attempt takes one. When less than one token is
 // left the call sends no further attempts, and goes on with those it has
 // sent. Over any n calls, extra attempts ≤ burst + ratio×n.
+//
+// # Metrics
+//
+// With WithMetricsRecorder the Interceptor records three counters through
+// grpc-go's metrics registry (google.golang.org/grpc/experimental/stats),
+// each labelled with the channel's canonical target (grpc.target) and the
+// method (grpc.method): lbclient.hedge.attempts (extra attempts sent),
+// lbclient.hedge.wins (calls answered with OK by an extra attempt) and
+// lbclient.hedge.budget_exhausted (extra attempts not sent for want of
+// budget). They equal the ExtraAttempts, HedgeWins and BudgetDenied of
+// Stats. Each is recorded when it happens: on an extra attempt, which
+// already starts a goroutine and a reply, or at the end of a call an extra
+// attempt won; a call that is not hedged records nothing.
 package hedge
 
 import (
@@ -89,6 +102,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	estats "google.golang.org/grpc/experimental/stats"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -126,6 +140,16 @@ type config struct {
 	burst              int
 	minDelay, maxDelay time.Duration
 	fallback           time.Duration
+	rec                estats.MetricsRecorder
+}
+
+// WithMetricsRecorder makes the Interceptor record the lbclient.hedge.*
+// metrics (see the package comment) through rec. lbclient's runtime passes
+// a recorder that forwards to the channel's own, so that the metrics reach
+// the stats handlers that record grpc-go's (the OpenTelemetry plugin of
+// runtime.WithMeterProvider, for one).
+func WithMetricsRecorder(rec estats.MetricsRecorder) Option {
+	return func(c *config) { c.rec = rec }
 }
 
 // WithBudget bounds hedging: each call of a hedged method earns ratio
@@ -160,6 +184,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("hedge: WithDelayBounds is %v to %v, want 0 < min ≤ max", c.minDelay, c.maxDelay)
 	case c.fallback <= 0:
 		return fmt.Errorf("hedge: WithFallbackDelay is %v, want more than 0", c.fallback)
+	case c.rec == nil:
+		return fmt.Errorf("hedge: WithMetricsRecorder: nil recorder")
 	}
 	return nil
 }
@@ -169,6 +195,7 @@ func (c *config) validate() error {
 type Interceptor struct {
 	methods map[string]*method
 	budget  *budget
+	rec     estats.MetricsRecorder // never nil
 }
 
 // method is the state of one hedged method.
@@ -195,6 +222,7 @@ func New(methods map[string]Policy, opts ...Option) (*Interceptor, error) {
 		minDelay: DefaultMinDelay,
 		maxDelay: DefaultMaxDelay,
 		fallback: DefaultFallbackDelay,
+		rec:      noMetrics{},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -205,6 +233,7 @@ func New(methods map[string]Policy, opts ...Option) (*Interceptor, error) {
 	i := &Interceptor{
 		methods: make(map[string]*method, len(methods)),
 		budget:  newBudget(cfg.ratio, cfg.burst),
+		rec:     cfg.rec,
 	}
 	// Validate in a fixed order so that the error is the same every time.
 	for _, name := range slices.Sorted(maps.Keys(methods)) {
@@ -331,4 +360,18 @@ func (i *Interceptor) Stats() Stats {
 		s.add(ms.Counters)
 	}
 	return s
+}
+
+// noMetrics is the recorder of an Interceptor without WithMetricsRecorder.
+type noMetrics struct {
+	estats.UnimplementedMetricsRecorder
+}
+
+// record adds one to counter h for the call's method on cc's target.
+func (i *Interceptor) record(h *estats.Int64CountHandle, cc *grpc.ClientConn, method string) {
+	var target string
+	if cc != nil {
+		target = cc.CanonicalTarget()
+	}
+	h.Record(i.rec, 1, target, method)
 }

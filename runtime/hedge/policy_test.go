@@ -63,6 +63,7 @@ func TestNewErrors(t *testing.T) {
 		{"bounds reversed", nil, []Option{WithDelayBounds(time.Second, time.Millisecond)}, "hedge: WithDelayBounds is 1s to 1ms, want 0 < min ≤ max"},
 		{"zero min", nil, []Option{WithDelayBounds(0, time.Millisecond)}, "hedge: WithDelayBounds is 0s to 1ms, want 0 < min ≤ max"},
 		{"zero fallback", nil, []Option{WithFallbackDelay(0)}, "hedge: WithFallbackDelay is 0s, want more than 0"},
+		{"nil recorder", nil, []Option{WithMetricsRecorder(nil)}, "hedge: WithMetricsRecorder: nil recorder"},
 	} {
 		_, err := New(tc.methods, tc.opts...)
 		if err == nil || err.Error() != tc.want {

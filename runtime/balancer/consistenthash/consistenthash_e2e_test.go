@@ -244,3 +244,10 @@ func TestE2EFailingBackendLosesItsKeys(t *testing.T) {
 		t.Fatal("the backend's keys did not come back after it answered again")
 	}
 }
+
+// BenchmarkMetricsPickDone times CONSISTENT_HASH's Pick and Done of keyed
+// calls with and without metrics exported through OpenTelemetry, in one
+// run (see lbtest.BenchmarkPickMetrics).
+func BenchmarkMetricsPickDone(b *testing.B) {
+	lbtest.BenchmarkPickMetrics(b, consistenthash.Name, "{}", callinfo.WithHashKey(context.Background(), "customer-42"))
+}

@@ -88,7 +88,9 @@ func (cc *fakeCC) connectAll(tb testing.TB) {
 	tb.Fatal("SubConns kept changing")
 }
 
-type noMetrics struct{ estats.MetricsRecorder }
+type noMetrics struct {
+	estats.UnimplementedMetricsRecorder
+}
 
 func (noMetrics) RecordInt64Count(*estats.Int64CountHandle, int64, ...string)             {}
 func (noMetrics) RecordFloat64Count(*estats.Float64CountHandle, float64, ...string)       {}

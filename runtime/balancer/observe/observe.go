@@ -41,6 +41,11 @@
 //     health checked), else CONNECTING, IDLE, TRANSIENT_FAILURE in that
 //     order; IDLE without SubConns.
 //
+// The picks are also reported as the lbclient.lb.picks metric through the
+// channel's MetricsRecorder (see lbmetrics), labelled with the child's
+// policy name; grpc-go's pickers keep no latency estimate, so observe
+// reports none.
+//
 // The hot path adds no allocation: each pick's Done is a pooled value
 // with its func bound once.
 //
@@ -64,6 +69,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/lbclient/lbclient/runtime/internal/lbmetrics"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 )
 
@@ -92,6 +98,7 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 		byAddr:    map[string]*endpoint{},
 	}
 	b.ccw = &clientConn{ClientConn: cc, b: b}
+	b.rep = lbmetrics.Start(cc.MetricsRecorder(), opts.Target.String(), "", metricsSource{b})
 	return b
 }
 
@@ -111,12 +118,14 @@ type observeBalancer struct {
 	statsID   string
 	sink      *lbstats.Sink
 	src       *source
+	rep       *lbmetrics.Reporter
 
 	mu        sync.Mutex
 	closed    bool
 	endpoints map[string]*endpoint // by key (the endpoint's first address)
 	byAddr    map[string]*endpoint // by each address of each endpoint
 	order     []*endpoint          // resolver order, then addresses no endpoint lists
+	retired   uint64               // picks of the endpoints dropped from endpoints
 }
 
 func (b *observeBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
@@ -139,6 +148,7 @@ func (b *observeBalancer) UpdateClientConnState(s balancer.ClientConnState) erro
 		}
 		b.child = bb.Build(b.ccw, b.opts)
 		b.childName = cfg.child.Name
+		b.rep.SetPolicy(cfg.child.Name)
 	}
 	return b.child.UpdateClientConnState(balancer.ClientConnState{
 		ResolverState:  s.ResolverState,
@@ -162,7 +172,7 @@ func (b *observeBalancer) publish(id string) {
 		return
 	}
 	b.src = &source{b: b}
-	b.sink.Set(b.src)
+	b.sink.Set(b.src, b.cc.MetricsRecorder())
 }
 
 // unpublish detaches the balancer from its Sink, leaving in place any
@@ -208,6 +218,7 @@ func (b *observeBalancer) Close() {
 		b.child.Close()
 		b.child = nil
 	}
+	b.rep.Close()
 }
 
 // setEndpoints records the resolver's endpoints, in order, keeping the
@@ -253,6 +264,7 @@ func (b *observeBalancer) setEndpoints(rs resolver.State) {
 			continue
 		}
 		if len(ep.subConns) == 0 {
+			b.retired += ep.picks.Load()
 			delete(b.endpoints, key)
 			continue
 		}
@@ -288,6 +300,7 @@ func (b *observeBalancer) forget(ep *endpoint) {
 	if ep.listed || len(ep.subConns) > 0 || b.endpoints[ep.addr] != ep {
 		return
 	}
+	b.retired += ep.picks.Load()
 	delete(b.endpoints, ep.addr)
 	for a, e := range b.byAddr {
 		if e == ep {

@@ -1,6 +1,9 @@
 package observe
 
-import "github.com/lbclient/lbclient/runtime/internal/lbstats"
+import (
+	"github.com/lbclient/lbclient/runtime/internal/lbmetrics"
+	"github.com/lbclient/lbclient/runtime/internal/lbstats"
+)
 
 // source is what observe sets as its lbstats.Sink's Source. It is a
 // separate value per publication so that Unset removes exactly this one.
@@ -22,3 +25,22 @@ func (s *source) Endpoints() []lbstats.Endpoint {
 	}
 	return out
 }
+
+// metricsSource is observe's lbmetrics.Source: the picks of every endpoint,
+// those it dropped included.
+type metricsSource struct{ b *observeBalancer }
+
+func (s metricsSource) MetricCounts() lbmetrics.Counts {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.retired
+	for _, ep := range b.endpoints {
+		n += ep.picks.Load()
+	}
+	return lbmetrics.Counts{Picks: n}
+}
+
+// AppendEstimates appends nothing: grpc-go's pickers rank endpoints by no
+// latency estimate.
+func (metricsSource) AppendEstimates(dst []lbmetrics.Estimate) []lbmetrics.Estimate { return dst }

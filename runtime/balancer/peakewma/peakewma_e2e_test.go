@@ -231,3 +231,10 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMetricsPickDone times PEAK_EWMA's Pick and Done with and
+// without metrics exported through OpenTelemetry, in one run (see
+// lbtest.BenchmarkPickMetrics).
+func BenchmarkMetricsPickDone(b *testing.B) {
+	lbtest.BenchmarkPickMetrics(b, peakewma.Name, "{}", context.Background())
+}

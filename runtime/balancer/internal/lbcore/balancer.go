@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/lbclient/lbclient/runtime/internal/lbmetrics"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 )
 
@@ -39,8 +40,9 @@ type TotalCounter interface {
 // policy: endpointsharding over pickfirst children (with the health
 // listener enabled, as round_robin does, so client-side health checks
 // work), a Tracker that keeps per-endpoint counters across picker rebuilds,
-// a picker snapshot rebuilt on every state change, and publication of the
-// counters to the lbstats.Sink named by the config's statsId.
+// a picker snapshot rebuilt on every state change, publication of the
+// counters to the lbstats.Sink named by the config's statsId, and their
+// report as metrics through the channel's MetricsRecorder (lbmetrics).
 type Balancer struct {
 	// Embedded to intercept UpdateState from endpointsharding.
 	balancer.ClientConn
@@ -50,6 +52,7 @@ type Balancer struct {
 	child  balancer.Balancer
 	pb     PickerBuilder
 	t      *Tracker
+	rep    *lbmetrics.Reporter
 
 	mu     sync.Mutex
 	cfg    Config
@@ -78,6 +81,7 @@ func NewBalancer(name string, logger grpclog.LoggerV2, cc balancer.ClientConn, o
 		b.t.CountTotal = tc.CountsTotal()
 	}
 	b.child = endpointsharding.NewBalancer(b, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
+	b.rep = lbmetrics.Start(cc.MetricsRecorder(), opts.Target.String(), name, b.t)
 	return b
 }
 
@@ -121,7 +125,7 @@ func (b *Balancer) setSinkLocked(id string) {
 		b.sink.Unset(b.t)
 	}
 	if sink != nil {
-		sink.Set(b.t)
+		sink.Set(b.t, b.ClientConn.MetricsRecorder())
 	}
 	b.sink = sink
 }
@@ -160,13 +164,15 @@ func (b *Balancer) UpdateSubConnState(sc balancer.SubConn, s balancer.SubConnSta
 	b.logger.Errorf("%s: UpdateSubConnState(%v, %+v) called unexpectedly", b.name, sc, s)
 }
 
-// Close closes the children and withdraws the stats source.
+// Close closes the children, withdraws the stats source and records the
+// last metrics.
 func (b *Balancer) Close() {
 	b.child.Close()
 	b.mu.Lock()
 	b.closed = true
 	b.setSinkLocked("")
 	b.mu.Unlock()
+	b.rep.Close()
 }
 
 // ConfigError formats a config error with the policy's name as prefix.

@@ -715,9 +715,9 @@ func TestSinkUnsetKeepsSuccessor(t *testing.T) {
 	clk := &fakeClock{}
 	old, successor := newTestTracker(clk, 1), newTestTracker(clk, 2)
 	successor.Sync([]endpointsharding.ChildState{child("a", connectivity.Ready, &fakePicker{})})
-	sink.Set(old)
-	sink.Set(successor) // a balancer switch builds the successor first
-	sink.Unset(old)     // then closes the old one
+	sink.Set(old, nil)
+	sink.Set(successor, nil) // a balancer switch builds the successor first
+	sink.Unset(old)          // then closes the old one
 	if got := sink.Endpoints(); len(got) != 1 {
 		t.Fatalf("old balancer's Unset removed its successor: %v", got)
 	}

@@ -91,6 +91,7 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64
 				i, j, ei = j, i, ej
 			}
 			if ei.claimProbe(now, p.ProbeInterval) && t.spendProbe(mark, ready) {
+				ei.probes.Add(1)
 				return i
 			}
 			return j // another pick sent the probe, or spent the budget
@@ -108,10 +109,13 @@ func (t *Tracker) choose(ready []Child, i, j int, now int64, p *Params, r uint64
 		w, l = j, i
 	}
 
-	if di && !ready[w].EP.claimProbe(now, p.ProbeInterval) {
-		// Both were due: cost decided, and the winner's probe went out
-		// with a concurrent pick.
-		return l
+	if di {
+		// Both were due: cost decided which gets the probe, unless it
+		// went out with a concurrent pick.
+		if !ready[w].EP.claimProbe(now, p.ProbeInterval) {
+			return l
+		}
+		ready[w].EP.probes.Add(1)
 	}
 	return w
 }

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
+	"github.com/lbclient/lbclient/runtime/internal/lbmetrics"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 )
 
@@ -71,9 +72,11 @@ type Endpoint struct {
 	streams  atomic.Int64 // streams in flight
 	picks    atomic.Uint64
 	failures atomic.Uint64
-	streak   atomic.Int64 // weight of the failures in a row (see EjectAfter); an answer ends it
-	lastPick atomic.Int64 // clock reading of the latest unary pick (or probe claim)
-	rate     pickRate     // recent unary picks, counted only in a weighted set
+	probes   atomic.Uint64 // probe calls it got (see Tracker.choose, Ejected)
+	ejects   atomic.Uint64 // times its streak reached ejection
+	streak   atomic.Int64  // weight of the failures in a row (see EjectAfter); an answer ends it
+	lastPick atomic.Int64  // clock reading of the latest unary pick (or probe claim)
+	rate     pickRate      // recent unary picks, counted only in a weighted set
 	ewma     EWMA
 	state    connectivity.State // the child's state at the latest Sync; guarded by t.mu
 	weight   uint32             // its weight at the latest Sync; guarded by t.mu
@@ -263,7 +266,22 @@ func (e *Endpoint) Failing() bool { return e.streak.Load() >= ejectWeight }
 // due a probe. It claims the probe when one is due, so of the calls that
 // find e failing, one per interval goes to it.
 func (e *Endpoint) Ejected(now int64, interval float64) bool {
-	return e.Failing() && !e.claimProbe(now, interval)
+	if !e.Failing() {
+		return false
+	}
+	if e.claimProbe(now, interval) {
+		e.probes.Add(1)
+		return false
+	}
+	return true
+}
+
+// addStreak adds w to e's failure streak, and counts an ejection when that
+// takes the streak to the ejection threshold.
+func (e *Endpoint) addStreak(w int64) {
+	if n := e.streak.Add(w); n >= ejectWeight && n-w < ejectWeight {
+		e.ejects.Add(1)
+	}
 }
 
 // TryAcquire counts one more call in flight on e, started at now, if e has
@@ -342,6 +360,18 @@ type Tracker struct {
 
 	mu  sync.Mutex
 	eps map[string]*Endpoint
+	// retired holds the counts of the endpoints Sync dropped, so that
+	// MetricCounts never goes back when an endpoint leaves.
+	retired counts
+}
+
+// counts sums the metric counts of endpoints.
+type counts struct{ lbmetrics.Counts }
+
+func (c *counts) add(ep *Endpoint) {
+	c.Picks += ep.picks.Load()
+	c.Ejections += ep.ejects.Load()
+	c.Probes += ep.probes.Load()
 }
 
 // NewTracker returns an empty Tracker with default params.
@@ -424,8 +454,9 @@ func (t *Tracker) Sync(children []endpointsharding.ChildState) (all, ready []Chi
 			Weight:   ep.weight,
 		})
 	}
-	for addr := range t.eps {
+	for addr, ep := range t.eps {
 		if !seen[addr] {
+			t.retired.add(ep)
 			delete(t.eps, addr)
 		}
 	}
@@ -452,22 +483,52 @@ func (t *Tracker) Published() {
 
 // Endpoints implements lbstats.Source.
 func (t *Tracker) Endpoints() []lbstats.Endpoint {
+	now, tau := t.Now(), t.params.Load().Tau
 	t.mu.Lock()
 	out := make([]lbstats.Endpoint, 0, len(t.eps))
 	for _, ep := range t.eps {
 		out = append(out, lbstats.Endpoint{
-			Addr:     ep.Addr,
-			State:    ep.shown,
-			InFlight: ep.InFlight(),
-			Picks:    ep.picks.Load(),
-			Failures: ep.failures.Load(),
-			Latency:  time.Duration(ep.ewma.Mean()),
-			Weight:   ep.weight,
+			Addr:      ep.Addr,
+			State:     ep.shown,
+			InFlight:  ep.InFlight(),
+			Picks:     ep.picks.Load(),
+			Failures:  ep.failures.Load(),
+			Latency:   time.Duration(ep.ewma.Mean()),
+			Weight:    ep.weight,
+			Estimate:  time.Duration(ep.Estimate(now, tau)),
+			Ejected:   ep.Failing(),
+			Ejections: ep.ejects.Load(),
+			Probes:    ep.probes.Load(),
 		})
 	}
 	t.mu.Unlock()
 	slices.SortFunc(out, func(a, b lbstats.Endpoint) int { return cmp.Compare(a.Addr, b.Addr) })
 	return out
+}
+
+// MetricCounts implements lbmetrics.Source: the counts of the endpoints
+// the Tracker holds and of those it dropped.
+func (t *Tracker) MetricCounts() lbmetrics.Counts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.retired
+	for _, ep := range t.eps {
+		c.add(ep)
+	}
+	return c.Counts
+}
+
+// AppendEstimates implements lbmetrics.Source: each endpoint's estimate as
+// pickers read it now (decayed, floored; the prior before its first
+// answer).
+func (t *Tracker) AppendEstimates(dst []lbmetrics.Estimate) []lbmetrics.Estimate {
+	now, tau := t.Now(), t.params.Load().Tau
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ep := range t.eps {
+		dst = append(dst, lbmetrics.Estimate{Addr: ep.Addr, Latency: time.Duration(ep.Estimate(now, tau))})
+	}
+	return dst
 }
 
 // Pick asks c's child picker for a SubConn and, when it gives one, counts
@@ -597,11 +658,11 @@ func (e *Endpoint) finish(info balancer.DoneInfo, o outcome) {
 		e.fail(p, max(rtt, p.FailurePenalty), now)
 	case code == codes.DeadlineExceeded:
 		e.failures.Add(1)
-		e.streak.Add(timeoutWeight)
+		e.addStreak(timeoutWeight)
 		e.ewma.ObserveBound(rtt, m, now, p.Tau)
 	case code == codes.Canceled:
 		if o.attempts != nil && o.attempts.Overtaken(o.ordinal) {
-			e.streak.Add(failureWeight)
+			e.addStreak(failureWeight)
 		}
 		e.ewma.ObserveBound(rtt, m, now, p.Tau)
 	default:
@@ -627,6 +688,6 @@ func (e *Endpoint) answered(o outcome, rtt, m float64, now int64, p *Params) {
 // sample.
 func (e *Endpoint) fail(p *Params, penalty float64, now int64) {
 	e.failures.Add(1)
-	e.streak.Add(failureWeight)
+	e.addStreak(failureWeight)
 	e.ewma.ObservePenalty(penalty, now, p.Tau)
 }

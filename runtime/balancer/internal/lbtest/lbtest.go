@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/stats/opentelemetry"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -134,14 +137,14 @@ func Endpoints(addrs []string) []resolver.Endpoint {
 // resolver, and the resolver, whose UpdateState changes the endpoints (and
 // their attributes, such as weights) under the channel; closed when the
 // test ends.
-func DialEndpoints(tb testing.TB, serviceConfig string, eps []resolver.Endpoint) (*grpc.ClientConn, *manual.Resolver) {
+func DialEndpoints(tb testing.TB, serviceConfig string, eps []resolver.Endpoint, opts ...grpc.DialOption) (*grpc.ClientConn, *manual.Resolver) {
 	tb.Helper()
 	r := manual.NewBuilderWithScheme("lbtest" + strconv.FormatInt(schemeN.Add(1), 10))
 	r.InitialState(resolver.State{Endpoints: eps})
-	cc, err := grpc.NewClient(r.Scheme()+":///test",
+	cc, err := grpc.NewClient(r.Scheme()+":///test", append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(r),
-		grpc.WithDefaultServiceConfig(serviceConfig))
+		grpc.WithDefaultServiceConfig(serviceConfig)}, opts...)...)
 	if err != nil {
 		tb.Fatalf("NewClient: %v", err)
 	}
@@ -307,10 +310,11 @@ func (r *recorder) Close() {
 }
 
 // PickerOver starts n backends and a channel whose policy is child (with
-// childConfig), waits until the child's picker spreads picks over all n
-// backends, and returns that picker: the real picker of the real policy,
-// over real READY SubConns, as the channel would call it.
-func PickerOver(tb testing.TB, n int, child, childConfig string) balancer.Picker {
+// childConfig) and dial options opts, waits until the child's picker
+// spreads picks over all n backends, and returns that picker: the real
+// picker of the real policy, over real READY SubConns, as the channel would
+// call it.
+func PickerOver(tb testing.TB, n int, child, childConfig string, opts ...grpc.DialOption) balancer.Picker {
 	tb.Helper()
 	bs := make([]*Backend, n)
 	for i := range bs {
@@ -319,7 +323,7 @@ func PickerOver(tb testing.TB, n int, child, childConfig string) balancer.Picker
 	StartBackends(tb, bs...)
 	id := fmt.Sprintf("%s-%d", child, schemeN.Add(1))
 	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"id":%q,"child":%q,"childConfig":%s}}]}`, RecorderName, id, child, childConfig)
-	cc := Dial(tb, sc, Addrs(bs))
+	cc, _ := DialEndpoints(tb, sc, Endpoints(Addrs(bs)), opts...)
 	WaitReady(tb, cc)
 	info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: context.Background()}
 	deadline := time.Now().Add(10 * time.Second)
@@ -465,4 +469,90 @@ func WaitCalls(tb testing.TB, b *Backend, n int64, limit time.Duration) time.Dur
 		time.Sleep(time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// BenchmarkPickMetrics times Pick and Done of child's picker over three
+// backends on a channel that exports no metrics and on one that exports
+// them through grpc-go's OpenTelemetry plugin to an OpenTelemetry SDK
+// MeterProvider, in one run:
+//
+//   - "metrics=off" and "metrics=on" run BenchmarkPick on each;
+//   - "interleaved" times both pickers in alternating blocks of picks on
+//     the same goroutine, so that a loaded machine slows both alike, and
+//     reports each one's ns per Pick+Done ("off-ns/pick", "on-ns/pick")
+//     and their ratio ("on/off").
+//
+// Each checks that the picks reached the SDK.
+func BenchmarkPickMetrics(b *testing.B, child, childConfig string, ctx context.Context) {
+	withMetrics := func(b *testing.B) (grpc.DialOption, func()) {
+		reader := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		var o opentelemetry.Options
+		o.MetricsOptions.MeterProvider = mp
+		return opentelemetry.DialOption(o), func() {
+			defer mp.Shutdown(context.Background())
+			if n := collectedPicks(b, reader); n == 0 {
+				b.Fatalf("%s: no lbclient.lb.picks collected", child)
+			}
+		}
+	}
+	b.Run("metrics=off", func(b *testing.B) {
+		BenchmarkPick(b, PickerOver(b, 3, child, childConfig), ctx)
+	})
+	b.Run("metrics=on", func(b *testing.B) {
+		opt, check := withMetrics(b)
+		BenchmarkPick(b, PickerOver(b, 3, child, childConfig, opt), ctx)
+		check()
+	})
+	b.Run("interleaved", func(b *testing.B) {
+		opt, check := withMetrics(b)
+		pickers := [2]balancer.Picker{PickerOver(b, 3, child, childConfig), PickerOver(b, 3, child, childConfig, opt)}
+		info := balancer.PickInfo{FullMethodName: FullMethod, Ctx: ctx}
+		const block = 2048
+		var spent [2]time.Duration
+		picks := 0
+		b.ReportAllocs()
+		for round := 0; b.Loop(); round++ {
+			for k := range 2 {
+				which := (round + k) % 2 // alternate which goes first
+				p := pickers[which]
+				start := time.Now()
+				for range block {
+					res, err := p.Pick(info)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res.Done != nil {
+						res.Done(balancer.DoneInfo{BytesSent: true, BytesReceived: true})
+					}
+				}
+				spent[which] += time.Since(start)
+			}
+			picks += block
+		}
+		off, on := float64(spent[0])/float64(picks), float64(spent[1])/float64(picks)
+		b.ReportMetric(off, "off-ns/pick")
+		b.ReportMetric(on, "on-ns/pick")
+		b.ReportMetric(on/off, "on/off")
+		check()
+	})
+}
+
+// collectedPicks returns the lbclient.lb.picks that reader collects.
+func collectedPicks(tb testing.TB, reader *sdkmetric.ManualReader) int64 {
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "lbclient.lb.picks" {
+				for _, dp := range s.DataPoints {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
 }
