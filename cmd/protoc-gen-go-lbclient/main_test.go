@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/lbclient/lbclient/internal/generator"
 )
 
@@ -28,12 +30,15 @@ var (
 	binErr  error
 )
 
+// TestMain checks for leaked goroutines once the tests have run, then
+// removes the binaries built for them.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+		os.Exit(code)
+	}))
 }
 
 // binaries builds, once per test binary, this plugin and protoc-gen-go and
