@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,6 +39,9 @@ type Conn struct {
 	stats      *lbstats.Sink
 	unregister func()
 	hedger     *hedge.Interceptor // nil when no method hedges
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Dial returns a connection to target that applies rules (nil means none)
@@ -265,8 +269,18 @@ func (c *Conn) Stats() Stats {
 }
 
 // Close tears the connection down. Calls under way fail with CANCELED.
+// Close is idempotent, as net/http's closers are: the first call closes and
+// returns what closing returned, and later calls do nothing and return nil,
+// so that a deferred Close after an explicit one reports no error.
 func (c *Conn) Close() error {
-	err := c.cc.Close()
-	c.unregister()
-	return err
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		c.closeErr = c.cc.Close()
+		c.unregister()
+	})
+	if !first {
+		return nil
+	}
+	return c.closeErr
 }

@@ -398,3 +398,25 @@ func TestStreamIsNoLatencySample(t *testing.T) {
 		t.Errorf("latency %v after a 300ms stream, %v before: the stream was taken as a sample", ep.Latency, before)
 	}
 }
+
+// TestCloseIsIdempotent: a second Close, such as a deferred one after an
+// explicit one, returns nil, and calls after Close fail with CANCELED.
+func TestCloseIsIdempotent(t *testing.T) {
+	bs := startBackends(t, 1)
+	conn, err := runtime.Dial(bs.Target(), nil, runtime.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	for i := range 2 {
+		if err := conn.Close(); err != nil {
+			t.Errorf("Close number %d: %v, want nil", i+2, err)
+		}
+	}
+	_, err = greeterv1.NewGreeterClient(conn).SayHello(ctxFor(t), &greeterv1.HelloRequest{})
+	if status.Code(err) != codes.Canceled {
+		t.Errorf("call on a closed Conn: %v, want CANCELED", err)
+	}
+}
