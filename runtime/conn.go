@@ -58,6 +58,9 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 			return nil, err
 		}
 	}
+	if err := o.checkPerRPC(); err != nil {
+		return nil, err
+	}
 	r := effectiveRules(rules, &o)
 	if target == "" {
 		target = r.DefaultTarget

@@ -2,8 +2,10 @@ package runtime_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
 	"github.com/lbclient/lbclient/example/backend"
@@ -418,5 +421,85 @@ func TestCloseIsIdempotent(t *testing.T) {
 	_, err = greeterv1.NewGreeterClient(conn).SayHello(ctxFor(t), &greeterv1.HelloRequest{})
 	if status.Code(err) != codes.Canceled {
 		t.Errorf("call on a closed Conn: %v, want CANCELED", err)
+	}
+}
+
+// tokenCreds are per-RPC credentials that may require transport security.
+type tokenCreds struct{ secure bool }
+
+func (tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer t"}, nil
+}
+func (c tokenCreds) RequireTransportSecurity() bool { return c.secure }
+
+// nilBuilder is a resolver builder type whose nil pointer reaches Dial.
+type nilBuilder struct{ resolver.Builder }
+
+// TestBadOptionArguments: an argument that would panic inside grpc-go, or
+// make every call fail, is a Dial error that names the option.
+func TestBadOptionArguments(t *testing.T) {
+	var unary grpc.UnaryClientInterceptor = func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+		want string
+	}{
+		{"nil dial option", []runtime.Option{runtime.WithDialOptions(grpc.WithUserAgent("x"), nil)},
+			"lbclient: WithDialOptions: option 2 of 2 is nil"},
+		{"nil unary interceptor", []runtime.Option{runtime.WithUnaryInterceptors(unary, nil, unary)},
+			"lbclient: WithUnaryInterceptors: interceptor 2 of 3 is nil"},
+		{"nil stream interceptor", []runtime.Option{runtime.WithStreamInterceptors(nil)},
+			"lbclient: WithStreamInterceptors: interceptor 1 of 1 is nil"},
+		{"nil per-RPC credentials", []runtime.Option{runtime.WithPerRPCCredentials(nil)},
+			"lbclient: WithPerRPCCredentials: nil credentials"},
+		{"nil pointer per-RPC credentials", []runtime.Option{runtime.WithPerRPCCredentials((*tokenCreds)(nil))},
+			"lbclient: WithPerRPCCredentials: nil credentials"},
+		{"nil transport credentials", []runtime.Option{runtime.WithTransportCredentials(nil)},
+			"lbclient: WithTransportCredentials: nil credentials"},
+		{"nil resolver", []runtime.Option{runtime.WithResolver(nil)},
+			"lbclient: WithResolver: nil resolver builder"},
+		{"nil pointer resolver", []runtime.Option{runtime.WithResolver((*nilBuilder)(nil))},
+			"lbclient: WithResolver: nil resolver builder"},
+		{"nil logger", []runtime.Option{runtime.WithLogger(nil)}, "lbclient: WithLogger: nil logger"},
+		{"zero logger", []runtime.Option{runtime.WithLogger(new(slog.Logger))}, "lbclient: WithLogger: nil logger"},
+		{"TLS version", []runtime.Option{runtime.WithTLS(&tls.Config{MinVersion: 0x0305})},
+			"lbclient: WithTLS: MinVersion 0x0305 is not a TLS version: use tls.VersionTLS12 or tls.VersionTLS13"},
+		{"TLS below 1.2", []runtime.Option{runtime.WithTLS(&tls.Config{MaxVersion: tls.VersionTLS11})},
+			"lbclient: WithTLS: MaxVersion is TLS 1.1: gRPC runs on HTTP/2, which needs TLS 1.2 or later"},
+		{"TLS versions crossed", []runtime.Option{runtime.WithTLS(&tls.Config{MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12})},
+			"lbclient: WithTLS: MinVersion TLS 1.3 is above MaxVersion TLS 1.2"},
+		{"TLS server name with port", []runtime.Option{runtime.WithTLS(&tls.Config{ServerName: "greeter.internal:8443"})},
+			`lbclient: WithTLS: ServerName "greeter.internal:8443" is not a host name: name the host alone, without port or scheme, as the server's certificate does`},
+		{"TLS certificate without key", []runtime.Option{runtime.WithTLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{{1}}}}})},
+			"lbclient: WithTLS: Certificates[0] has no private key: load it with tls.LoadX509KeyPair or tls.X509KeyPair"},
+		{"secure per-RPC credentials in plaintext", []runtime.Option{runtime.WithInsecure(), runtime.WithPerRPCCredentials(tokenCreds{}), runtime.WithPerRPCCredentials(tokenCreds{secure: true})},
+			"lbclient: WithPerRPCCredentials: credentials 2 (runtime_test.tokenCreds) require transport security, and WithInsecure dials in plaintext: dial with WithTLS or WithTransportCredentials instead"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := runtime.Dial("static:///127.0.0.1:1", nil, tc.opts...)
+			if err == nil {
+				conn.Close()
+				t.Fatalf("Dial succeeded, want error %q", tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Fatalf("Dial error:\n got %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTLSConfigsThatWork: WithTLS accepts the configs a gRPC handshake can
+// complete with, IP server names and plain ones included.
+func TestTLSConfigsThatWork(t *testing.T) {
+	for _, cfg := range []*tls.Config{nil, {}, {ServerName: "greeter.internal"}, {ServerName: "::1"},
+		{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13}, {InsecureSkipVerify: true}} {
+		conn, err := runtime.Dial("static:///127.0.0.1:1", nil, runtime.WithTLS(cfg))
+		if err != nil {
+			t.Errorf("WithTLS(%+v): %v", cfg, err)
+			continue
+		}
+		conn.Close()
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"reflect"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -102,20 +105,62 @@ func WithInsecure() Option {
 
 // WithTLS dials with TLS configured by cfg; nil means the system's roots and
 // default settings, which is also what Dial does with no credentials option.
+//
+// A config that could never complete a gRPC handshake is a Dial error
+// rather than a failure of every call: versions that are not TLS versions,
+// MinVersion above MaxVersion, a MaxVersion below TLS 1.2 (HTTP/2 needs
+// 1.2 or later, RFC 9113 section 9.2), a ServerName with a port or a
+// scheme, and a certificate without its private key.
 func WithTLS(cfg *tls.Config) Option {
 	return optionFunc(func(o *options) error {
 		if cfg == nil {
 			cfg = &tls.Config{}
 		}
+		if err := checkTLSConfig(cfg); err != nil {
+			return fmt.Errorf("lbclient: WithTLS: %w", err)
+		}
 		return o.setCreds("WithTLS", credentials.NewTLS(cfg))
 	})
+}
+
+// checkTLSConfig reports the first setting of cfg that no handshake with a
+// gRPC server can succeed with.
+func checkTLSConfig(cfg *tls.Config) error {
+	for _, v := range []struct {
+		name    string
+		version uint16
+	}{{"MinVersion", cfg.MinVersion}, {"MaxVersion", cfg.MaxVersion}} {
+		switch v.version {
+		case 0, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13:
+		default:
+			return fmt.Errorf("%s %#04x is not a TLS version: use tls.VersionTLS12 or tls.VersionTLS13", v.name, v.version)
+		}
+	}
+	if cfg.MaxVersion != 0 && cfg.MaxVersion < tls.VersionTLS12 {
+		return fmt.Errorf("MaxVersion is %s: gRPC runs on HTTP/2, which needs TLS 1.2 or later", tls.VersionName(cfg.MaxVersion))
+	}
+	if cfg.MaxVersion != 0 && cfg.MinVersion > cfg.MaxVersion {
+		return fmt.Errorf("MinVersion %s is above MaxVersion %s", tls.VersionName(cfg.MinVersion), tls.VersionName(cfg.MaxVersion))
+	}
+	if name := cfg.ServerName; name != "" && net.ParseIP(name) == nil && strings.ContainsAny(name, ":/ ") {
+		return fmt.Errorf("ServerName %q is not a host name: name the host alone, without port or scheme, as the server's certificate does", name)
+	}
+	for i, c := range cfg.Certificates {
+		if len(c.Certificate) == 0 {
+			return fmt.Errorf("Certificates[%d] holds no certificate", i)
+		}
+		if c.PrivateKey == nil {
+			return fmt.Errorf("Certificates[%d] has no private key: load it with tls.LoadX509KeyPair or tls.X509KeyPair", i)
+		}
+	}
+	return nil
 }
 
 // WithTransportCredentials dials with creds (ALTS, mTLS from a file watcher,
 // xds credentials and the like).
 func WithTransportCredentials(creds credentials.TransportCredentials) Option {
 	return optionFunc(func(o *options) error {
-		if creds == nil {
+		if isNil(creds) {
 			return fmt.Errorf("lbclient: WithTransportCredentials: nil credentials")
 		}
 		return o.setCreds("WithTransportCredentials", creds)
@@ -136,7 +181,7 @@ func (o *options) setCreds(name string, creds credentials.TransportCredentials) 
 // WithPerRPCCredentials attaches creds (tokens, API keys) to every call.
 func WithPerRPCCredentials(creds credentials.PerRPCCredentials) Option {
 	return optionFunc(func(o *options) error {
-		if creds == nil {
+		if isNil(creds) {
 			return fmt.Errorf("lbclient: WithPerRPCCredentials: nil credentials")
 		}
 		o.perRPC = append(o.perRPC, creds)
@@ -144,11 +189,31 @@ func WithPerRPCCredentials(creds credentials.PerRPCCredentials) Option {
 	})
 }
 
+// checkPerRPC refuses per-RPC credentials that need transport security on
+// a plaintext connection, as grpc.NewClient would, but naming lbclient's
+// options rather than grpc's.
+func (o *options) checkPerRPC() error {
+	if o.creds == nil || o.creds.Info().SecurityProtocol != "insecure" {
+		return nil
+	}
+	for i, p := range o.perRPC {
+		if p.RequireTransportSecurity() {
+			return fmt.Errorf("lbclient: WithPerRPCCredentials: credentials %d (%T) require transport security, and %s dials in plaintext: dial with WithTLS or WithTransportCredentials instead", i+1, p, o.credsOption)
+		}
+	}
+	return nil
+}
+
 // WithUnaryInterceptors adds interceptors to unary calls. They run in the
 // order given, outside lbclient's own: they see each call once, not each
 // hedged attempt.
 func WithUnaryInterceptors(interceptors ...grpc.UnaryClientInterceptor) Option {
 	return optionFunc(func(o *options) error {
+		for i, in := range interceptors {
+			if in == nil {
+				return fmt.Errorf("lbclient: WithUnaryInterceptors: interceptor %d of %d is nil", i+1, len(interceptors))
+			}
+		}
 		o.unary = append(o.unary, interceptors...)
 		return nil
 	})
@@ -158,6 +223,11 @@ func WithUnaryInterceptors(interceptors ...grpc.UnaryClientInterceptor) Option {
 // given.
 func WithStreamInterceptors(interceptors ...grpc.StreamClientInterceptor) Option {
 	return optionFunc(func(o *options) error {
+		for i, in := range interceptors {
+			if in == nil {
+				return fmt.Errorf("lbclient: WithStreamInterceptors: interceptor %d of %d is nil", i+1, len(interceptors))
+			}
+		}
 		o.stream = append(o.stream, interceptors...)
 		return nil
 	})
@@ -167,8 +237,11 @@ func WithStreamInterceptors(interceptors ...grpc.StreamClientInterceptor) Option
 // targets of its scheme.
 func WithResolver(b resolver.Builder) Option {
 	return optionFunc(func(o *options) error {
-		if b == nil {
+		if isNil(b) {
 			return fmt.Errorf("lbclient: WithResolver: nil resolver builder")
+		}
+		if b.Scheme() == "" {
+			return fmt.Errorf("lbclient: WithResolver: the builder's Scheme() is empty: targets name their resolver by scheme")
 		}
 		o.resolvers = append(o.resolvers, b)
 		return nil
@@ -180,6 +253,11 @@ func WithResolver(b resolver.Builder) Option {
 // so they win where the two overlap.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return optionFunc(func(o *options) error {
+		for i, d := range opts {
+			if d == nil {
+				return fmt.Errorf("lbclient: WithDialOptions: option %d of %d is nil", i+1, len(opts))
+			}
+		}
 		o.dialOptions = append(o.dialOptions, opts...)
 		return nil
 	})
@@ -189,7 +267,7 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // config it dials with, plaintext warnings). The default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(o *options) error {
-		if l == nil {
+		if l == nil || l.Handler() == nil {
 			return fmt.Errorf("lbclient: WithLogger: nil logger")
 		}
 		o.logger = l
@@ -213,4 +291,18 @@ func WithHedgingBudget(ratio float64, burst int) Option {
 		o.hedgeBudget = []hedge.Option{hedge.WithBudget(ratio, burst)}
 		return nil
 	})
+}
+
+// isNil reports whether v is nil, or an interface holding a nil pointer,
+// func, map, channel or slice: a value whose methods would panic on the
+// first call that reaches them.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
