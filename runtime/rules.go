@@ -61,13 +61,16 @@ type MethodRules struct {
 type RetryPolicy struct {
 	// MaxAttempts counts every attempt, the first included: 2 to 5.
 	MaxAttempts int
-	// InitialBackoff is the backoff before the first retry; > 0.
+	// InitialBackoff is the backoff before the first retry; > 0 and at
+	// most MaxBackoff, which caps every backoff.
 	InitialBackoff time.Duration
 	// MaxBackoff bounds the backoff; > 0.
 	MaxBackoff time.Duration
-	// BackoffMultiplier grows the backoff after each retry; > 0.
+	// BackoffMultiplier grows the backoff after each retry; a finite
+	// number > 0.
 	BackoffMultiplier float64
 	// RetryableCodes are the status codes that are retried; at least one.
+	// They are a set: a code listed twice counts once.
 	RetryableCodes []codes.Code
 }
 
@@ -82,7 +85,7 @@ type HedgingPolicy struct {
 	// percentile (such as 95) of the method's recent latency.
 	DelayPercentile float64
 	// NonFatalCodes are the status codes that do not end the call: the
-	// other attempts go on.
+	// other attempts go on. A code listed twice counts once.
 	NonFatalCodes []codes.Code
 }
 
@@ -92,6 +95,7 @@ type HedgingPolicy struct {
 type RetryThrottling struct {
 	// MaxTokens is the size of the bucket: 1 to 1000.
 	MaxTokens int
-	// TokenRatio is the tokens regained per successful call; > 0.
+	// TokenRatio is the tokens regained per successful call; a finite
+	// number > 0.
 	TokenRatio float64
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -51,8 +52,8 @@ func validateRules(r *ServiceRules) error {
 		if t.MaxTokens < 1 || t.MaxTokens > maxRetryToks {
 			errs = append(errs, fmt.Errorf("RetryThrottling.MaxTokens: %d is outside [1, %d]", t.MaxTokens, maxRetryToks))
 		}
-		if !(t.TokenRatio > 0) {
-			errs = append(errs, fmt.Errorf("RetryThrottling.TokenRatio: %v is not greater than 0", t.TokenRatio))
+		if !finitePositive(t.TokenRatio) {
+			errs = append(errs, fmt.Errorf("RetryThrottling.TokenRatio: %v is not a finite number greater than 0", t.TokenRatio))
 		}
 	}
 	return errors.Join(errs...)
@@ -81,8 +82,13 @@ func validateMethodRules(m MethodRules) error {
 		if rp.MaxBackoff <= 0 {
 			add("Retry.MaxBackoff: %v is not greater than 0", rp.MaxBackoff)
 		}
-		if !(rp.BackoffMultiplier > 0) {
-			add("Retry.BackoffMultiplier: %v is not greater than 0", rp.BackoffMultiplier)
+		// grpc-go caps every backoff at MaxBackoff, so an InitialBackoff
+		// above it would never be used: the two were most likely swapped.
+		if rp.InitialBackoff > 0 && rp.MaxBackoff > 0 && rp.InitialBackoff > rp.MaxBackoff {
+			add("Retry.InitialBackoff: %v is greater than MaxBackoff %v", rp.InitialBackoff, rp.MaxBackoff)
+		}
+		if !finitePositive(rp.BackoffMultiplier) {
+			add("Retry.BackoffMultiplier: %v is not a finite number greater than 0", rp.BackoffMultiplier)
 		}
 		if len(rp.RetryableCodes) == 0 {
 			add("Retry.RetryableCodes: empty: name at least one code to retry")
@@ -99,6 +105,12 @@ func validateMethodRules(m MethodRules) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// finitePositive reports whether v is a finite number greater than 0: NaN
+// and the infinities have no JSON form for grpc's service config.
+func finitePositive(v float64) bool {
+	return v > 0 && !math.IsInf(v, 1)
 }
 
 // checkAgainstDescriptor checks the rules of fullMethod against the

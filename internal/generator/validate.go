@@ -106,7 +106,8 @@ func (c checker) duration(field, s string, required bool, example string) time.D
 	return d
 }
 
-// codes parses a list of status code names.
+// codes parses a list of status code names. The list is a set, as in grpc's
+// service config: a name given twice is kept once.
 func (c checker) codes(field string, names []string) []string {
 	var out []string
 	for _, name := range names {
@@ -156,6 +157,11 @@ func (c checker) methodRules(prefix string, pb *lbclientv1.MethodRules) methodAn
 		}
 		if len(r.GetRetryableCodes()) == 0 {
 			c.errorf(prefix+".retry.retryable_codes", "empty: name at least one status code, such as %q", "UNAVAILABLE")
+		}
+		// grpc-go caps every backoff at max_backoff: an initial_backoff
+		// above it would never be used, the two most likely swapped.
+		if rp := a.rules.Retry; rp.InitialBackoff > 0 && rp.MaxBackoff > 0 && rp.InitialBackoff > rp.MaxBackoff {
+			c.errorf(prefix+".retry.initial_backoff", "%q is greater than max_backoff %q", r.GetInitialBackoff(), r.GetMaxBackoff())
 		}
 	}
 	if h := pb.GetHedging(); h != nil {

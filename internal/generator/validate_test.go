@@ -2,6 +2,7 @@ package generator
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -135,6 +136,8 @@ func TestValidation(t *testing.T) {
 			unary + `(lbclient.v1.method).retry.retryable_codes: empty: name at least one status code, such as "UNAVAILABLE"`},
 		{"retry initial backoff missing", "", onUnary(withRetry(func(r *lbclientv1.RetryPolicy) { r.InitialBackoff = "" })),
 			unary + `(lbclient.v1.method).retry.initial_backoff: missing: want a duration such as "100ms"`},
+		{"retry initial backoff above max", "", onUnary(withRetry(func(r *lbclientv1.RetryPolicy) { r.InitialBackoff, r.MaxBackoff = "2s", "500ms" })),
+			unary + `(lbclient.v1.method).retry.initial_backoff: "2s" is greater than max_backoff "500ms"`},
 		{"retry max backoff invalid", "", onUnary(withRetry(func(r *lbclientv1.RetryPolicy) { r.MaxBackoff = "1x" })),
 			unary + `(lbclient.v1.method).retry.max_backoff: invalid duration "1x"`},
 		{"retry and hedging", "", onUnary(&lbclientv1.MethodRules{Retry: validRetry(), Hedging: validHedging()}),
@@ -273,5 +276,32 @@ func TestValidationAccepts(t *testing.T) {
 				t.Fatalf("got %d files, want 1", len(resp.GetFile()))
 			}
 		})
+	}
+}
+
+// TestDuplicateCodesCountOnce: status code lists are sets, as in grpc's
+// service config; a code given twice is accepted and generated once.
+func TestDuplicateCodesCountOnce(t *testing.T) {
+	resp := runPlugin(checkedRequest(t, "", func(e editor) {
+		e.method("Unary", withHedging(func(h *lbclientv1.HedgingPolicy) {
+			h.NonFatalCodes = []string{"INTERNAL", "INTERNAL"}
+		}))
+		e.method("Plain", withRetry(func(r *lbclientv1.RetryPolicy) {
+			r.RetryableCodes = []string{"UNAVAILABLE", "ABORTED", "UNAVAILABLE"}
+		}))
+	}))
+	if resp.GetError() != "" {
+		t.Fatalf("duplicate codes refused: %s", resp.GetError())
+	}
+	if len(resp.GetFile()) != 1 {
+		t.Fatalf("got %d files, want 1", len(resp.GetFile()))
+	}
+	for _, want := range []string{
+		"RetryableCodes:    []codes.Code{codes.Unavailable, codes.Aborted},",
+		"NonFatalCodes:   []codes.Code{codes.Internal},",
+	} {
+		if !strings.Contains(resp.GetFile()[0].GetContent(), want) {
+			t.Errorf("generated rules lack %q:\n%s", want, resp.GetFile()[0].GetContent())
+		}
 	}
 }

@@ -294,13 +294,16 @@ type RetryPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Attempts in all, the first included: 2 to 5.
 	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
-	// Backoff before the first retry: "100ms". Greater than zero.
+	// Backoff before the first retry: "100ms". Greater than zero, and at
+	// most max_backoff, which caps every backoff.
 	InitialBackoff string `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
 	// Upper bound of the backoff: "1s". Greater than zero.
 	MaxBackoff string `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
-	// Growth of the backoff after each retry. Greater than zero.
+	// Growth of the backoff after each retry. A finite number greater than
+	// zero.
 	BackoffMultiplier float64 `protobuf:"fixed64,4,opt,name=backoff_multiplier,json=backoffMultiplier,proto3" json:"backoff_multiplier,omitempty"`
-	// Status codes that are retried: "UNAVAILABLE". At least one.
+	// Status codes that are retried: "UNAVAILABLE". At least one; a code
+	// listed twice counts once.
 	RetryableCodes []string `protobuf:"bytes,5,rep,name=retryable_codes,json=retryableCodes,proto3" json:"retryable_codes,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -379,7 +382,8 @@ type HedgingPolicy struct {
 	// Wait before each further attempt: a duration ("50ms") or a percentile
 	// of the method's recent latency ("p95"), so only the slow tail is hedged.
 	Delay string `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
-	// Status codes that do not end the call: the other attempts go on.
+	// Status codes that do not end the call: the other attempts go on. A
+	// code listed twice counts once.
 	NonFatalCodes []string `protobuf:"bytes,3,rep,name=non_fatal_codes,json=nonFatalCodes,proto3" json:"non_fatal_codes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -441,7 +445,7 @@ type RetryThrottling struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Token bucket size: 1 to 1000.
 	MaxTokens uint32 `protobuf:"varint,1,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
-	// Tokens regained per successful call: greater than 0.
+	// Tokens regained per successful call: a finite number greater than 0.
 	TokenRatio    float64 `protobuf:"fixed64,2,opt,name=token_ratio,json=tokenRatio,proto3" json:"token_ratio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
