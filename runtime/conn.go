@@ -68,7 +68,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	if err := checkTarget(target, r.Service, o.resolvers); err != nil {
 		return nil, err
 	}
-	if err := validateRules(r); err != nil {
+	if err := validateRules(r, o.idempotent); err != nil {
 		return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
 	}
 	logger := cmp.Or(o.logger, slog.Default())

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
@@ -325,7 +328,16 @@ func TestDialErrors(t *testing.T) {
 		{"hedging a server stream", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/Watch", runtime.MethodRules{Hedging: hedging})},
 			"lbclient: rules of Dial: rules of /greeter.v1.Greeter/Watch: Hedging: hedging is only for unary methods, and greeter.v1.Greeter.Watch is server-streaming"},
 		{"hedging a method not marked idempotent", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/grpc.health.v1.Health/Check", runtime.MethodRules{Hedging: hedging})},
-			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Check: Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of grpc.health.v1.Health.Check is IDEMPOTENCY_UNKNOWN: a hedged call may run on several backends"},
+			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Check: Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of grpc.health.v1.Health.Check is IDEMPOTENCY_UNKNOWN: a hedged call may run on several backends; " +
+				`if its calls are safe to repeat, vouch for it with runtime.WithIdempotent("/grpc.health.v1.Health/Check")`},
+		{"hedging a stream vouched for", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/grpc.health.v1.Health/Watch", runtime.MethodRules{Hedging: hedging})},
+			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Watch: Hedging: hedging is only for unary methods, and grpc.health.v1.Health.Watch is server-streaming"},
+		{"vouching for a stream", "static:///x:1", nil, []runtime.Option{runtime.WithIdempotent("/grpc.health.v1.Health/Watch")},
+			"lbclient: WithIdempotent: grpc.health.v1.Health.Watch is server-streaming: only unary methods are hedged, so only they are vouched for"},
+		{"vouching for a method the service lacks", "static:///x:1", nil, []runtime.Option{runtime.WithIdempotent("/grpc.health.v1.Health/Chek")},
+			"lbclient: WithIdempotent: service grpc.health.v1.Health has no method Chek; its descriptor lists Check, List, Watch"},
+		{"vouching for a bad name", "static:///x:1", nil, []runtime.Option{runtime.WithIdempotent("Check")},
+			`lbclient: WithIdempotent: method name "Check" is not of the form "/package.Service/Method"`},
 		{"method the service lacks", "static:///x:1", &runtime.ServiceRules{Service: service}, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/SayHelo", runtime.MethodRules{Timeout: time.Second})},
 			"lbclient: rules of greeter.v1.Greeter: rules of /greeter.v1.Greeter/SayHelo: service greeter.v1.Greeter has no method SayHelo; its descriptor lists SayHello, GreetAccount, Watch, Upload, Chat"},
 		{"policy", "static:///x:1", nil, []runtime.Option{runtime.WithPolicy(runtime.Policy(99))}, "lbclient: WithPolicy: unknown policy Policy(99)"},
@@ -501,5 +513,69 @@ func TestTLSConfigsThatWork(t *testing.T) {
 			continue
 		}
 		conn.Close()
+	}
+}
+
+// slowHealth is a health service whose Check hangs, until the call ends,
+// while hang is set.
+type slowHealth struct {
+	healthpb.UnimplementedHealthServer
+	hang  bool
+	calls atomic.Int64
+}
+
+func (h *slowHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.calls.Add(1)
+	if h.hang {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+// TestWithIdempotentHedgesAnUnmarkedMethod hedges grpc.health.v1.Health's
+// Check, which health.proto does not mark idempotent: with WithIdempotent
+// Dial accepts the rule, and every call whose first attempt goes to the
+// backend that hangs is answered by a hedge to the other.
+func TestWithIdempotentHedgesAnUnmarkedMethod(t *testing.T) {
+	const check = "/grpc.health.v1.Health/Check"
+	var addrs []string
+	servers := []*slowHealth{{hang: true}, {}}
+	for _, h := range servers {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer()
+		healthpb.RegisterHealthServer(s, h)
+		go s.Serve(lis)
+		t.Cleanup(s.Stop)
+		addrs = append(addrs, lis.Addr().String())
+	}
+	rules := runtime.MethodRules{Hedging: &runtime.HedgingPolicy{MaxAttempts: 2, Delay: 20 * time.Millisecond}}
+	if conn, err := runtime.Dial("static:///"+strings.Join(addrs, ","), nil, runtime.WithInsecure(), runtime.WithMethodRules(check, rules)); err == nil {
+		conn.Close()
+		t.Fatal("Dial accepted hedging of a method not marked idempotent, without WithIdempotent")
+	}
+	conn, err := runtime.Dial("static:///"+strings.Join(addrs, ","), nil, runtime.WithInsecure(),
+		runtime.WithPolicy(runtime.RoundRobin), runtime.WithMethodRules(check, rules), runtime.WithIdempotent(check))
+	if err != nil {
+		t.Fatalf("Dial with WithIdempotent: %v", err)
+	}
+	defer conn.Close()
+	waitAllReady(t, conn, 2)
+	client := healthpb.NewHealthClient(conn)
+	const calls = 20
+	for i := range calls {
+		if _, err := client.Check(ctxFor(t), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	st := conn.Stats().Hedging.Methods[check]
+	if st.Calls != calls || st.Hedged == 0 || st.HedgeWins == 0 {
+		t.Errorf("hedging stats of %s: %+v; want %d calls, some hedged and won by the hedge", check, st, calls)
+	}
+	if servers[0].calls.Load() == 0 {
+		t.Errorf("no call reached the hanging backend: the test proves nothing")
 	}
 }

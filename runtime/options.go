@@ -41,6 +41,7 @@ type options struct {
 	dialOptions []grpc.DialOption
 	logger      *slog.Logger
 	hedgeBudget []hedge.Option
+	idempotent  map[string]bool // methods the caller vouches for, by full name
 }
 
 // WithPolicy sets the load-balancing policy, overriding the annotation's.
@@ -70,8 +71,9 @@ func WithDefaultRules(rules MethodRules) Option {
 // Dial checks the rules against the method's descriptor when the binary
 // registers the service's .proto (as the package protoc-gen-go generates
 // does): the method must exist, and hedging needs a unary method with
-// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS. For other services the
-// rules are the caller's word.
+// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, or one the caller
+// vouches for with WithIdempotent. For other services the rules are the
+// caller's word.
 func WithMethodRules(fullMethod string, rules MethodRules) Option {
 	return optionFunc(func(o *options) error {
 		if _, _, err := splitFullMethod(fullMethod); err != nil {
@@ -81,6 +83,34 @@ func WithMethodRules(fullMethod string, rules MethodRules) Option {
 			o.methods = make(map[string]MethodRules)
 		}
 		o.methods[fullMethod] = rules
+		return nil
+	})
+}
+
+// WithIdempotent vouches that calls of the named methods ("/pkg.Service/Method")
+// are safe to run more than once, as the .proto's
+// idempotency_level = IDEMPOTENT says of a method. Dial then accepts hedging
+// rules (WithMethodRules) for them although their descriptor sets no
+// idempotency_level, as most .proto files that a client consumes do not
+// and the client cannot annotate them. Hedging stays refused for streaming
+// methods.
+//
+// Each name must be a full method name and, when the binary registers the
+// service's descriptor, a unary method of it.
+func WithIdempotent(fullMethods ...string) Option {
+	return optionFunc(func(o *options) error {
+		for _, full := range fullMethods {
+			if _, _, err := splitFullMethod(full); err != nil {
+				return fmt.Errorf("lbclient: WithIdempotent: %w", err)
+			}
+			if err := checkVouched(full); err != nil {
+				return fmt.Errorf("lbclient: WithIdempotent: %w", err)
+			}
+			if o.idempotent == nil {
+				o.idempotent = make(map[string]bool)
+			}
+			o.idempotent[full] = true
+		}
 		return nil
 	})
 }
@@ -207,6 +237,12 @@ func (o *options) checkPerRPC() error {
 // WithUnaryInterceptors adds interceptors to unary calls. They run in the
 // order given, outside lbclient's own: they see each call once, not each
 // hedged attempt.
+//
+// Hedging belongs in the rules, not here: give it with WithMethodRules (and
+// WithIdempotent for a method whose .proto does not mark it idempotent), so
+// that Dial checks it and Conn.Stats counts it. A hedge.Interceptor passed
+// here is an interceptor of the caller's like any other: Dial neither
+// checks its policies nor reports its counters.
 func WithUnaryInterceptors(interceptors ...grpc.UnaryClientInterceptor) Option {
 	return optionFunc(func(o *options) error {
 		for i, in := range interceptors {

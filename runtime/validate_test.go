@@ -52,7 +52,7 @@ func TestValidateRules(t *testing.T) {
 		{"hedge percentile NaN", ServiceRules{Methods: map[string]MethodRules{m: {Hedging: hedging(func(h *HedgingPolicy) { h.Delay, h.DelayPercentile = 0, math.NaN() })}}}, "rules of /s.S/M: Hedging: hedge: DelayPercentile is NaN, want more than 0 and less than 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := validateRules(&tc.rules)
+			err := validateRules(&tc.rules, nil)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("validateRules: %v, want no error", err)
