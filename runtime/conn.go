@@ -39,6 +39,7 @@ type Conn struct {
 	stats      *lbstats.Sink
 	unregister func()
 	hedger     *hedge.Interceptor // nil when no method hedges
+	handshakes *handshakeLog      // nil unless lbclient made the TLS credentials
 
 	closeOnce sync.Once
 	closeErr  error
@@ -86,8 +87,15 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	}
 	c := &Conn{target: target, stats: sink, unregister: unregister}
 
+	creds := o.creds
+	if creds == nil { // TLS by default; the hint points plaintext servers to WithInsecure
+		creds = newTLSWithHints(credentials.NewTLS(nil), "the default")
+	}
+	if h, ok := creds.(*tlsWithHints); ok {
+		c.handshakes = h.log
+	}
 	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(cmp.Or(o.creds, credentials.NewTLS(nil))),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithResolvers(o.resolvers...),
 		grpc.WithChainStreamInterceptor(markStream),
@@ -102,10 +110,6 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(p))
 	}
 	unary := slices.Clone(o.unary)
-	if o.creds == nil { // TLS by default: point plaintext servers to WithInsecure
-		unary = append(unary, plaintextHintUnary)
-		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(plaintextHintStream))
-	}
 	if hedged := hedgedMethods(r); len(hedged) > 0 {
 		h, err := hedge.New(hedged, o.hedgeBudget...)
 		if err != nil {
@@ -205,7 +209,8 @@ func (c *Conn) State() connectivity.State { return c.cc.GetState() }
 // WaitForReady connects, if the connection is idle, and blocks until it is
 // READY or ctx ends. It is the blocking dial of old grpc.Dial, done on a
 // connection that exists: the error says what state the connection was
-// stuck in.
+// stuck in and, when the last TLS handshake failed, how (with the hint to
+// use WithInsecure when the server answered in plaintext).
 func (c *Conn) WaitForReady(ctx context.Context) error {
 	for {
 		s := c.cc.GetState()
@@ -218,6 +223,9 @@ func (c *Conn) WaitForReady(ctx context.Context) error {
 			return fmt.Errorf("lbclient: %s: connection is closed", c.target)
 		}
 		if !c.cc.WaitForStateChange(ctx, s) {
+			if herr := c.handshakes.lastError(); herr != nil && s != connectivity.Ready {
+				return fmt.Errorf("lbclient: %s: not ready (%s): %w; the last TLS handshake failed: %v", c.target, s, ctx.Err(), herr)
+			}
 			return fmt.Errorf("lbclient: %s: not ready (%s): %w", c.target, s, ctx.Err())
 		}
 	}

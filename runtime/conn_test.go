@@ -156,6 +156,54 @@ func TestSecureByDefault(t *testing.T) {
 	}
 }
 
+// TestPlaintextHintReachesEveryPath: a TLS connection to a plaintext
+// server names WithInsecure on every path its error takes: a fail-fast
+// call, a wait_for_ready call that ends at its deadline, and
+// Conn.WaitForReady; by default and with WithTLS alike.
+func TestPlaintextHintReachesEveryPath(t *testing.T) {
+	bs := startBackends(t, 1)
+	const hint = "dial with runtime.WithInsecure() for a plaintext server"
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+		how  string
+	}{
+		{"default", nil, "uses TLS (the default)"},
+		{"WithTLS", []runtime.Option{runtime.WithTLS(&tls.Config{ServerName: "greeter.internal"})}, "uses TLS (WithTLS)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := runtime.Dial(bs.Target(), &runtime.ServiceRules{Service: service}, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := greeterv1.NewGreeterClient(conn)
+			wantIn := func(what string, err error, code codes.Code) {
+				t.Helper()
+				if status.Code(err) != code || !strings.Contains(err.Error(), hint) || !strings.Contains(err.Error(), tc.how) || !strings.Contains(err.Error(), bs[0].Addr()) {
+					t.Errorf("%s: %v; want %v naming %s, %q and the hint %q", what, err, code, bs[0].Addr(), tc.how, hint)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = c.SayHello(ctx, &greeterv1.HelloRequest{})
+			wantIn("fail-fast call", err, codes.Unavailable)
+
+			short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err = c.SayHello(short, &greeterv1.HelloRequest{}, grpc.WaitForReady(true))
+			wantIn("wait_for_ready call", err, codes.DeadlineExceeded)
+
+			short, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err = conn.WaitForReady(short)
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), hint) || !strings.Contains(err.Error(), "not ready (TRANSIENT_FAILURE)") {
+				t.Errorf("WaitForReady: %v; want the deadline, the state and the hint %q", err, hint)
+			}
+		})
+	}
+}
+
 func TestWaitForReady(t *testing.T) {
 	bs := startBackends(t, 2)
 	conn, _ := dial(t, bs, nil)

@@ -149,7 +149,7 @@ func WithTLS(cfg *tls.Config) Option {
 		if err := checkTLSConfig(cfg); err != nil {
 			return fmt.Errorf("lbclient: WithTLS: %w", err)
 		}
-		return o.setCreds("WithTLS", credentials.NewTLS(cfg))
+		return o.setCreds("WithTLS", newTLSWithHints(credentials.NewTLS(cfg), "WithTLS"))
 	})
 }
 
