@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	_ "google.golang.org/grpc/balancer/weightedroundrobin"
 	_ "google.golang.org/grpc/health"
 
+	"github.com/lbclient/lbclient/internal/targets"
 	"github.com/lbclient/lbclient/runtime/hedge"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 	_ "github.com/lbclient/lbclient/runtime/resolver/static"
@@ -161,8 +161,11 @@ func effectiveRules(rules *ServiceRules, o *options) *ServiceRules {
 }
 
 // checkTarget catches the target mistakes that grpc.NewClient would only
-// report at the first call, or never: an empty target and an unknown scheme
-// (grpc would hand "foo:///x" to DNS as a host name).
+// report at the first call, or never: an empty target, an unknown scheme
+// (grpc would hand "foo:///x" to DNS as a host name), and a target of a
+// built-in scheme whose syntax cannot work (a static list without valid
+// addresses, a DNS name with spaces), checked as the generator checks a
+// default_target.
 func checkTarget(target, service string, extra []resolver.Builder) error {
 	if target == "" {
 		if service != "" {
@@ -170,20 +173,19 @@ func checkTarget(target, service string, extra []resolver.Builder) error {
 		}
 		return errors.New("lbclient: no target")
 	}
-	u, err := url.Parse(target)
-	if err != nil || u.Scheme == "" || !strings.Contains(target, ":/") {
-		// Not a URL: grpc resolves it with DNS ("host:port"), as it does.
-		return nil
-	}
-	if resolver.Get(u.Scheme) != nil {
-		return nil
-	}
+	scheme, explicit := targets.Scheme(target)
 	for _, b := range extra {
-		if b.Scheme() == u.Scheme {
-			return nil
+		if b.Scheme() == scheme {
+			return nil // the caller's resolver reads its targets its own way
 		}
 	}
-	return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)", target, u.Scheme)
+	if explicit && resolver.Get(scheme) == nil {
+		return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)", target, scheme)
+	}
+	if err := targets.Check(target); err != nil {
+		return fmt.Errorf("lbclient: target %q: %w", target, err)
+	}
+	return nil
 }
 
 // Invoke performs a unary call. It implements grpc.ClientConnInterface.

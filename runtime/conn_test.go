@@ -360,6 +360,18 @@ func TestDialErrors(t *testing.T) {
 			"lbclient: no target for greeter.v1.Greeter: pass one, or annotate the service with (lbclient.v1.service).default_target"},
 		{"unknown scheme", "nope:///x:1", nil, nil,
 			`lbclient: target "nope:///x:1": no resolver for scheme "nope" (known: dns, unix, passthrough, static, and those registered with resolver.Register or WithResolver)`},
+		{"static target without addresses", "static:///", nil, nil,
+			`lbclient: target "static:///": no addresses: write them as static:///host1:port,host2:port`},
+		{"static target without a port", "static:///nohostport", nil, nil,
+			`lbclient: target "static:///nohostport": address "nohostport": want host:port`},
+		{"static target with a bad host", "static:///127.0.0.1:1,not a host:2", nil, nil,
+			`lbclient: target "static:///127.0.0.1:1,not a host:2": address "not a host:2": "not a host" is neither an IP address nor a host name`},
+		{"DNS target with spaces", "not a target", nil, nil,
+			`lbclient: target "not a target": "not a target" is not a valid host name`},
+		{"DNS target ending in a colon", "dns:///greeter.internal:", nil, nil,
+			`lbclient: target "dns:///greeter.internal:": "greeter.internal:" ends with a colon and no port`},
+		{"unix target without a path", "unix://", nil, nil,
+			`lbclient: target "unix://": no socket path: write unix:///absolute/path or unix:relative/path`},
 		{"two credentials", "static:///x:1", nil, []runtime.Option{runtime.WithInsecure(), runtime.WithTLS(nil)},
 			"lbclient: WithTLS conflicts with WithInsecure: choose one transport security option"},
 		{"nil option", "static:///x:1", nil, []runtime.Option{nil}, "lbclient: Dial: nil Option"},
@@ -625,5 +637,23 @@ func TestWithIdempotentHedgesAnUnmarkedMethod(t *testing.T) {
 	}
 	if servers[0].calls.Load() == 0 {
 		t.Errorf("no call reached the hanging backend: the test proves nothing")
+	}
+}
+
+// TestTargetsThatDial: every form of target grpc-go resolves is accepted
+// by Dial's syntax check.
+func TestTargetsThatDial(t *testing.T) {
+	for _, target := range []string{
+		"localhost:50051", "greeter.internal", "dns:///greeter.internal:8443", "dns://8.8.8.8/greeter.internal:443",
+		"dns:///[::1]:443", "127.0.0.1", "::1", "[::1]:50051", ":50051", "greeter.internal:https",
+		"static:///127.0.0.1:1,[::1]:2,localhost:3", "unix:///tmp/lbclient.sock", "unix:relative.sock",
+		"unix-abstract:name", "passthrough:///anything at all",
+	} {
+		conn, err := runtime.Dial(target, nil, runtime.WithInsecure())
+		if err != nil {
+			t.Errorf("Dial(%q): %v", target, err)
+			continue
+		}
+		conn.Close()
 	}
 }

@@ -3,7 +3,6 @@ package generator
 import (
 	"fmt"
 	"math"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	lbclientv1 "github.com/lbclient/lbclient/gen/lbclient/v1"
 	"github.com/lbclient/lbclient/internal/rpcdesc"
+	"github.com/lbclient/lbclient/internal/targets"
 )
 
 // This file is the first step of generation: descriptors → rules. It reads
@@ -222,18 +222,6 @@ func allDigits(s string) bool {
 	return true
 }
 
-// validTarget reports whether grpc.NewClient would accept target's syntax:
-// it parses target as a URL and, failing that or for a scheme without a
-// resolver, parses "dns:///" + target. Which schemes have resolvers is known
-// only at run time, so only a target that neither parse accepts is invalid.
-func validTarget(target string) bool {
-	if _, err := url.Parse(target); err == nil {
-		return true
-	}
-	_, err := url.Parse("dns:///" + target)
-	return err == nil
-}
-
 // buildService reads and checks the annotations of s and of its methods.
 func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serviceModel {
 	path := file.Desc.Path()
@@ -252,8 +240,11 @@ func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serv
 	ann := serviceAnnotation(s)
 	r := &model.rules
 	if t := ann.GetDefaultTarget(); t != "" {
-		if !validTarget(t) {
-			sc.errorf(serviceOption+".default_target", "invalid target %q", t)
+		// As runtime.Dial checks it: the syntax of the schemes grpc-go and
+		// lbclient register (a static list, a DNS name); whether a scheme
+		// has a resolver is known only at run time.
+		if err := targets.Check(t); err != nil {
+			sc.errorf(serviceOption+".default_target", "invalid target %q: %v", t, err)
 		}
 		r.DefaultTarget = t
 	}

@@ -181,9 +181,17 @@ func TestValidation(t *testing.T) {
 		{"policy unknown", "", onService(&lbclientv1.ServiceRules{Policy: 9}),
 			svc + `(lbclient.v1.service).policy: unknown policy "9"`},
 		{"default target invalid", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "dns://%zz/"}),
-			svc + `(lbclient.v1.service).default_target: invalid target "dns://%zz/"`},
+			svc + `(lbclient.v1.service).default_target: invalid target "dns://%zz/": not a URL: parse "dns://%zz/": invalid URL escape "%zz"`},
 		{"default target control character", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "host\n:443"}),
-			svc + `(lbclient.v1.service).default_target: invalid target "host\n:443"`},
+			svc + `(lbclient.v1.service).default_target: invalid target "host\n:443": not a URL: parse "host\n:443": net/url: invalid control character in URL`},
+		{"default target not a host", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "not a target"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "not a target": "not a target" is not a valid host name`},
+		{"default target static without port", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "static:///nohostport"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "static:///nohostport": address "nohostport": want host:port`},
+		{"default target static empty", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "static:///"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "static:///": no addresses: write them as static:///host1:port,host2:port`},
+		{"default target DNS without host", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "dns:///"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "dns:///": no host name: write dns:///host:port`},
 		{"retry throttling tokens zero", "", onService(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 0, TokenRatio: 1}}),
 			svc + `(lbclient.v1.service).retry_throttling.max_tokens: "0" is outside [1, 1000]`},
 		{"retry throttling tokens high", "", onService(&lbclientv1.ServiceRules{RetryThrottling: &lbclientv1.RetryThrottling{MaxTokens: 1001, TokenRatio: 1}}),
@@ -254,6 +262,15 @@ func TestValidationAccepts(t *testing.T) {
 		}},
 		{"bare host:port target", func(e editor) { e.service(&lbclientv1.ServiceRules{DefaultTarget: "localhost:50051"}) }},
 		{"unix target", func(e editor) { e.service(&lbclientv1.ServiceRules{DefaultTarget: "unix:///tmp/sock"}) }},
+		{"static target", func(e editor) {
+			e.service(&lbclientv1.ServiceRules{DefaultTarget: "static:///10.0.0.1:8443,[::1]:8443,greeter-2.internal:8443"})
+		}},
+		{"DNS target with authority", func(e editor) {
+			e.service(&lbclientv1.ServiceRules{DefaultTarget: "dns://8.8.8.8/greeter.internal:8443"})
+		}},
+		{"target of a scheme registered at run time", func(e editor) {
+			e.service(&lbclientv1.ServiceRules{DefaultTarget: "consul:///greeter"})
+		}},
 		{"retry on streams", func(e editor) { e.method("Bidi", &lbclientv1.MethodRules{Retry: validRetry()}) }},
 		{"defaults hash key skips streaming requests", func(e editor) {
 			e.service(&lbclientv1.ServiceRules{Defaults: &lbclientv1.MethodRules{HashKey: "inner.key"}})
