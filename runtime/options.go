@@ -56,7 +56,10 @@ func WithPolicy(p Policy) Option {
 }
 
 // WithDefaultRules replaces the service defaults: the rules of every method
-// that has no rules of its own.
+// that has no rules of its own (no entry in ServiceRules.Methods). Generated
+// rules have an entry for every annotated method, and for every
+// server-streaming and bidi method when the annotations' defaults have a
+// timeout; those methods keep their entries.
 func WithDefaultRules(rules MethodRules) Option {
 	return optionFunc(func(o *options) error {
 		o.defaults = &rules

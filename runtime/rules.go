@@ -19,10 +19,14 @@ type ServiceRules struct {
 	// HealthCheckService, when not empty, turns on client-side health
 	// checking against this service name of grpc.health.v1.Health.
 	HealthCheckService string
-	// Defaults apply to every method that has no entry in Methods. They
-	// cannot hedge: hedging is only for idempotent methods, named one by one
-	// (the generator expands hedging in the defaults of the annotations into
-	// the entries of the idempotent methods).
+	// Defaults apply to every method that has no entry in Methods, streams
+	// included. They cannot hedge: hedging is only for idempotent unary
+	// methods, named one by one in Methods (the generator refuses hedging
+	// in the defaults of the annotations, and Dial refuses it here).
+	// Generated rules give every server-streaming and bidi method an entry
+	// of its own when the annotations' defaults have a timeout, so that
+	// the timeout, meant for calls that end with their request, does not
+	// cut long streams.
 	Defaults MethodRules
 	// Methods holds the rules of the methods that have their own, keyed by
 	// full method name ("/greeter.v1.Greeter/SayHello"). An entry is

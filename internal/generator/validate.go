@@ -282,6 +282,14 @@ func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]
 	singleRequest := !m.Desc.IsStreamingClient()
 
 	ann, annotated := methodAnnotationOf(m)
+	// The defaults' timeout is for calls that end when their request does:
+	// unary and client-streaming ones. A server-streaming or bidi call
+	// lasts as long as its caller reads, so it takes a timeout from its
+	// own annotation only.
+	cutTimeout := longLived(m) && defaults.Timeout != 0
+	if cutTimeout {
+		defaults.Timeout = 0
+	}
 	var rules methodRules
 	if annotated {
 		a := mc.methodRules(methodOption, ann)
@@ -300,6 +308,11 @@ func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]
 		model.rules = &rules
 	} else {
 		rules = defaults
+		if cutTimeout {
+			// Without an entry of its own the method would take the
+			// service's Defaults, timeout included, at run time.
+			model.rules = &rules
+		}
 	}
 
 	// The defaults' hash key applies to every method with one request that

@@ -4,8 +4,10 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
@@ -320,5 +322,43 @@ func TestDuplicateCodesCountOnce(t *testing.T) {
 		if !strings.Contains(resp.GetFile()[0].GetContent(), want) {
 			t.Errorf("generated rules lack %q:\n%s", want, resp.GetFile()[0].GetContent())
 		}
+	}
+}
+
+// TestDefaultsTimeoutSkipsStreamedReplies: the defaults' timeout reaches
+// unary and client-streaming methods; server-streaming and bidi methods
+// get a timeout from their own annotation only, and an entry of their own
+// so that the service defaults do not bring it back at run time.
+func TestDefaultsTimeoutSkipsStreamedReplies(t *testing.T) {
+	req := checkedRequest(t, "", func(e editor) {
+		e.service(&lbclientv1.ServiceRules{Defaults: &lbclientv1.MethodRules{Timeout: "2s", WaitForReady: proto.Bool(true)}})
+		e.method("Plain", &lbclientv1.MethodRules{Retry: validRetry()})
+		e.method("Bidi", &lbclientv1.MethodRules{Timeout: "1m"})
+		e.method("ClientStream", &lbclientv1.MethodRules{WaitForReady: proto.Bool(false)})
+	})
+	gen, err := protogen.Options{}.New(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := build(gen, Options{PackageSuffix: DefaultPackageSuffix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*methodRules{}
+	for _, m := range files[0].services[0].methods {
+		got[m.m.GoName] = m.rules
+	}
+	want := map[string]*methodRules{
+		"Unary":        nil, // takes the Defaults, timeout included
+		"Plain":        {Timeout: 2 * time.Second, WaitForReady: true, Retry: got["Plain"].Retry},
+		"ServerStream": {WaitForReady: true},
+		"ClientStream": {Timeout: 2 * time.Second},
+		"Bidi":         {Timeout: time.Minute, WaitForReady: true},
+	}
+	if got["Plain"] == nil || got["Plain"].Retry == nil {
+		t.Fatalf("Plain's rules %+v lack its retry", got["Plain"])
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("merged rules (-want +got):\n%s", diff)
 	}
 }

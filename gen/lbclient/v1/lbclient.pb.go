@@ -129,7 +129,11 @@ type ServiceRules struct {
 	// grpc.health.v1.Health service is watched for this service name, and a
 	// backend that is not SERVING gets no calls.
 	HealthCheckService string `protobuf:"bytes,3,opt,name=health_check_service,json=healthCheckService,proto3" json:"health_check_service,omitempty"`
-	// Rules applied to every method that does not override them.
+	// Rules applied to every method that does not override them. Its timeout
+	// applies to unary and client-streaming methods only: server-streaming
+	// and bidi calls last as long as the caller reads, so they have a
+	// timeout only when their own annotation sets one. Hedging is not
+	// allowed here: set it on each idempotent unary method.
 	Defaults *MethodRules `protobuf:"bytes,4,opt,name=defaults,proto3" json:"defaults,omitempty"`
 	// Bounds retries across all calls of a client: gRPC retry throttling.
 	RetryThrottling *RetryThrottling `protobuf:"bytes,5,opt,name=retry_throttling,json=retryThrottling,proto3" json:"retry_throttling,omitempty"`
