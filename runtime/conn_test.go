@@ -657,3 +657,27 @@ func TestTargetsThatDial(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestLatencyIsZeroBeforeTheFirstAnswer: EndpointStats.Latency averages
+// the calls an endpoint answered, so a connected endpoint that has had no
+// call shows 0, not its balancer's prior, under every policy.
+func TestLatencyIsZeroBeforeTheFirstAnswer(t *testing.T) {
+	bs := startBackends(t, 2)
+	for _, p := range []runtime.Policy{runtime.RoundRobin, runtime.PeakEWMA, runtime.ConsistentHash} {
+		t.Run(p.String(), func(t *testing.T) {
+			conn, c := dial(t, bs, nil, runtime.WithPolicy(p))
+			waitAllReady(t, conn, len(bs))
+			for _, e := range conn.Endpoints() {
+				if e.Picks != 0 || e.Latency != 0 {
+					t.Errorf("endpoint %s before any call: %d picks, latency %v; want 0 and 0", e.Addr, e.Picks, e.Latency)
+				}
+			}
+			spread(t, ctxFor(t), c, 20)
+			for _, e := range conn.Endpoints() {
+				if e.Picks > 0 && e.Latency <= 0 {
+					t.Errorf("endpoint %s after %d calls: latency %v, want > 0", e.Addr, e.Picks, e.Latency)
+				}
+			}
+		})
+	}
+}
