@@ -4,7 +4,10 @@
 // lbclient.v1 annotations into rules (the generator's mirror of
 // runtime.ServiceRules), checking every rule and collecting every error of
 // the request, in file, service and method order; when any is found the
-// request fails with all of them joined and no file is written. Only then
+// request fails with all of them joined and no file is written. Each error
+// starts with file:line:column, from the descriptor's source info (the
+// field inside the option when the compiler recorded it, as buf does, else
+// the option statement, else the declaration). Only then
 // are the rules rendered to Go with jennifer, one small function per
 // emitted construct: constants.go (the version handshake and the name
 // constants), rulesfunc.go (the rules literal), client.go (the client type,

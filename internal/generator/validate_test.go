@@ -89,13 +89,15 @@ func withHedging(f func(*lbclientv1.HedgingPolicy)) *lbclientv1.MethodRules {
 // TestValidation has one case per validation rule: the base file with one
 // annotation changed must fail with exactly the message given.
 func TestValidation(t *testing.T) {
+	// The annotations the cases add have no source info: each error is at
+	// the declaration of its service or method (line:column in checked.proto).
 	const (
-		svc     = checkedFile + ": service lbtest.validation.v1.Checked: "
-		unary   = checkedFile + ": method lbtest.validation.v1.Checked.Unary: "
-		plain   = checkedFile + ": method lbtest.validation.v1.Checked.Plain: "
-		sstream = checkedFile + ": method lbtest.validation.v1.Checked.ServerStream: "
-		cstream = checkedFile + ": method lbtest.validation.v1.Checked.ClientStream: "
-		bidi    = checkedFile + ": method lbtest.validation.v1.Checked.Bidi: "
+		svc     = checkedFile + ":9:1: service lbtest.validation.v1.Checked: "
+		unary   = checkedFile + ":10:3: method lbtest.validation.v1.Checked.Unary: "
+		plain   = checkedFile + ":13:3: method lbtest.validation.v1.Checked.Plain: "
+		sstream = checkedFile + ":14:3: method lbtest.validation.v1.Checked.ServerStream: "
+		cstream = checkedFile + ":17:3: method lbtest.validation.v1.Checked.ClientStream: "
+		bidi    = checkedFile + ":18:3: method lbtest.validation.v1.Checked.Bidi: "
 	)
 	onUnary := func(r *lbclientv1.MethodRules) func(editor) {
 		return func(e editor) { e.method("Unary", r) }
