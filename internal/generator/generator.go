@@ -74,6 +74,10 @@ func build(gen *protogen.Plugin, opts Options) ([]*fileModel, error) {
 		if !f.Generate || len(f.Services) == 0 {
 			continue
 		}
+		if err := checkImportPath(gen, f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		fm := newFileModel(f, opts.PackageSuffix)
 		for _, s := range f.Services {
 			fm.services = append(fm.services, buildService(f, s, &errs))
@@ -97,6 +101,42 @@ func build(gen *protogen.Plugin, opts Options) ([]*fileModel, error) {
 		nameServices(newNamer(), byPackage[p])
 	}
 	return files, nil
+}
+
+// checkImportPath refuses a Go import path that is not one: empty, rooted,
+// or with "." or ".." elements. protoc-gen-go's paths=import (the default)
+// builds the output file's name from it, so "../x" would make protoc write
+// outside the output directory; and Go cannot import such a path anyway.
+// The path comes from the file's go_package option or from an M option.
+func checkImportPath(gen *protogen.Plugin, f *protogen.File) error {
+	ip := string(f.GoImportPath)
+	bad := ""
+	switch {
+	case ip == "":
+		bad = "is empty"
+	case strings.HasPrefix(ip, "/"):
+		bad = "is rooted"
+	default:
+		for elem := range strings.SplitSeq(ip, "/") {
+			if elem == "" {
+				bad = "has an empty element"
+				break
+			}
+			if elem == "." || elem == ".." {
+				bad = fmt.Sprintf("has a %q element", elem)
+				break
+			}
+		}
+	}
+	if bad == "" {
+		return nil
+	}
+	from := fmt.Sprintf("go_package %q", f.Proto.GetOptions().GetGoPackage())
+	if gp, _, _ := strings.Cut(f.Proto.GetOptions().GetGoPackage(), ";"); gp != ip {
+		from = fmt.Sprintf("the option M%s=%s", f.Desc.Path(), ip)
+	}
+	return fmt.Errorf("%s: %s gives the Go import path %q, which %s: it is no import path, and generated files could land outside the output directory; "+
+		"give the package's full import path, such as %q", f.Desc.Path(), from, ip, bad, "example.com/project/gen/greeter/v1;greeterv1")
 }
 
 // newFileModel places the generated file of f: package <name><suffix> in

@@ -364,3 +364,36 @@ func TestDefaultsTimeoutSkipsStreamedReplies(t *testing.T) {
 		t.Errorf("merged rules (-want +got):\n%s", diff)
 	}
 }
+
+// TestImportPathsThatEscape: a go_package or M option whose import path has
+// ".." elements (or is rooted) would make protoc write outside the output
+// directory under paths=import; the plugin refuses it and writes nothing.
+func TestImportPathsThatEscape(t *testing.T) {
+	const prefix = checkedFile + ": "
+	for _, tc := range []struct {
+		name, params, goPackage, want string
+	}{
+		{"go_package with ..", "", "../../evil;evil",
+			prefix + `go_package "../../evil;evil" gives the Go import path "../../evil", which has a ".." element`},
+		{"go_package inside a module with ..", "paths=source_relative", "example.com/lbtest/../../../evil;evil",
+			prefix + `go_package "example.com/lbtest/../../../evil;evil" gives the Go import path "example.com/lbtest/../../../evil", which has a ".." element`},
+		{"rooted go_package", "", "/etc/evil;evil",
+			prefix + `go_package "/etc/evil;evil" gives the Go import path "/etc/evil", which is rooted`},
+		{"M option with ..", "M" + checkedFile + "=example.com/../x;x", "",
+			prefix + `the option M` + checkedFile + `=example.com/../x gives the Go import path "example.com/../x", which has a ".." element`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := runPlugin(checkedRequest(t, tc.params, func(e editor) {
+				if tc.goPackage != "" {
+					e.file.Options.GoPackage = proto.String(tc.goPackage)
+				}
+			}))
+			if !strings.HasPrefix(resp.GetError(), tc.want) {
+				t.Errorf("error %q, want it to start with %q", resp.GetError(), tc.want)
+			}
+			for _, f := range resp.GetFile() {
+				t.Errorf("file %q generated despite the error", f.GetName())
+			}
+		})
+	}
+}
