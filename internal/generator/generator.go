@@ -3,12 +3,14 @@ package generator
 import (
 	"errors"
 	"fmt"
+	"go/token"
 	"path"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 
 	"github.com/dave/jennifer/jen"
+	"golang.org/x/mod/module"
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
@@ -74,7 +76,7 @@ func build(gen *protogen.Plugin, opts Options) ([]*fileModel, error) {
 		if !f.Generate || len(f.Services) == 0 {
 			continue
 		}
-		if err := checkImportPath(gen, f); err != nil {
+		if err := checkImportPath(f); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -103,40 +105,34 @@ func build(gen *protogen.Plugin, opts Options) ([]*fileModel, error) {
 	return files, nil
 }
 
-// checkImportPath refuses a Go import path that is not one: empty, rooted,
-// or with "." or ".." elements. protoc-gen-go's paths=import (the default)
-// builds the output file's name from it, so "../x" would make protoc write
-// outside the output directory; and Go cannot import such a path anyway.
-// The path comes from the file's go_package option or from an M option.
-func checkImportPath(gen *protogen.Plugin, f *protogen.File) error {
-	ip := string(f.GoImportPath)
-	bad := ""
-	switch {
-	case ip == "":
-		bad = "is empty"
-	case strings.HasPrefix(ip, "/"):
-		bad = "is rooted"
-	default:
-		for elem := range strings.SplitSeq(ip, "/") {
-			if elem == "" {
-				bad = "has an empty element"
-				break
-			}
-			if elem == "." || elem == ".." {
-				bad = fmt.Sprintf("has a %q element", elem)
-				break
-			}
-		}
-	}
-	if bad == "" {
-		return nil
-	}
-	from := fmt.Sprintf("go_package %q", f.Proto.GetOptions().GetGoPackage())
-	if gp, _, _ := strings.Cut(f.Proto.GetOptions().GetGoPackage(), ";"); gp != ip {
+// checkImportPath refuses a Go import path or package name that Go would
+// not accept, from the file's go_package option or an M option: an import
+// path that is rooted or has "." or ".." elements (protoc-gen-go's
+// paths=import, the default, builds the output file's name from it, so
+// "../x" would make protoc write outside the output directory), or any
+// other malformed one (module.CheckImportPath, the go command's own
+// rules), and a package name that is no Go identifier.
+func checkImportPath(f *protogen.File) error {
+	ip, name := string(f.GoImportPath), string(f.GoPackageName)
+	goPackage := f.Proto.GetOptions().GetGoPackage()
+	from := fmt.Sprintf("go_package %q", goPackage)
+	if gp, _, _ := strings.Cut(goPackage, ";"); gp != ip {
 		from = fmt.Sprintf("the option M%s=%s", f.Desc.Path(), ip)
 	}
-	return fmt.Errorf("%s: %s gives the Go import path %q, which %s: it is no import path, and generated files could land outside the output directory; "+
-		"give the package's full import path, such as %q", f.Desc.Path(), from, ip, bad, "example.com/project/gen/greeter/v1;greeterv1")
+	why := ""
+	if path.IsAbs(ip) {
+		why = "rooted"
+	} else if err := module.CheckImportPath(ip); err != nil {
+		why = strings.TrimPrefix(err.Error(), fmt.Sprintf("malformed import path %q: ", ip))
+	}
+	if why != "" {
+		return fmt.Errorf("%s: %s gives the Go import path %q, which is malformed (%s): generated files could land outside the output directory, and Go could not import them; "+
+			"give the package's full import path, such as %q", f.Desc.Path(), from, ip, why, "example.com/project/gen/greeter/v1;greeterv1")
+	}
+	if !token.IsIdentifier(name) {
+		return fmt.Errorf("%s: %s gives the Go package name %q, which is not a Go identifier", f.Desc.Path(), from, name)
+	}
+	return nil
 }
 
 // newFileModel places the generated file of f: package <name><suffix> in

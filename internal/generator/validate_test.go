@@ -367,20 +367,25 @@ func TestDefaultsTimeoutSkipsStreamedReplies(t *testing.T) {
 
 // TestImportPathsThatEscape: a go_package or M option whose import path has
 // ".." elements (or is rooted) would make protoc write outside the output
-// directory under paths=import; the plugin refuses it and writes nothing.
+// directory under paths=import; the plugin refuses it, and any other import
+// path or package name that Go would not accept, and writes nothing.
 func TestImportPathsThatEscape(t *testing.T) {
 	const prefix = checkedFile + ": "
 	for _, tc := range []struct {
 		name, params, goPackage, want string
 	}{
 		{"go_package with ..", "", "../../evil;evil",
-			prefix + `go_package "../../evil;evil" gives the Go import path "../../evil", which has a ".." element`},
+			prefix + `go_package "../../evil;evil" gives the Go import path "../../evil", which is malformed (invalid path element ".."): generated files could land outside the output directory`},
 		{"go_package inside a module with ..", "paths=source_relative", "example.com/lbtest/../../../evil;evil",
-			prefix + `go_package "example.com/lbtest/../../../evil;evil" gives the Go import path "example.com/lbtest/../../../evil", which has a ".." element`},
+			prefix + `go_package "example.com/lbtest/../../../evil;evil" gives the Go import path "example.com/lbtest/../../../evil", which is malformed (invalid path element "..")`},
 		{"rooted go_package", "", "/etc/evil;evil",
-			prefix + `go_package "/etc/evil;evil" gives the Go import path "/etc/evil", which is rooted`},
+			prefix + `go_package "/etc/evil;evil" gives the Go import path "/etc/evil", which is malformed (rooted)`},
 		{"M option with ..", "M" + checkedFile + "=example.com/../x;x", "",
-			prefix + `the option M` + checkedFile + `=example.com/../x gives the Go import path "example.com/../x", which has a ".." element`},
+			prefix + `the option M` + checkedFile + `=example.com/../x gives the Go import path "example.com/../x", which is malformed (invalid path element "..")`},
+		{"element with a quote", "", `example.com/"x;x`,
+			prefix + `go_package "example.com/\"x;x" gives the Go import path "example.com/\"x", which is malformed (invalid char '"')`},
+		{"package name no identifier", "", "example.com/x;0",
+			prefix + `go_package "example.com/x;0" gives the Go package name "0", which is not a Go identifier`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := runPlugin(checkedRequest(t, tc.params, func(e editor) {
