@@ -316,7 +316,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithHedgingBudget bounds the extra load of hedging with a token bucket:
 // each call of a hedged method earns ratio tokens, up to burst, and each
-// extra attempt spends one. The default, WithHedgingBudget(0.1, 10), keeps
+// extra attempt spends one. The default, WithHedgingBudget(0.1, 20), keeps
 // hedges at or below 10% of calls plus a burst of 20. When the budget is
 // spent, calls go unhedged.
 func WithHedgingBudget(ratio float64, burst int) Option {

@@ -131,8 +131,8 @@ type config struct {
 // WithBudget bounds hedging: each call of a hedged method earns ratio
 // tokens, up to burst; each extra attempt spends one. Ratio is 0 to 1000
 // (0 leaves only the first burst extra attempts), burst is 1 to 1000.
-// The default is WithBudget(0.1, 10): hedging adds at most 10% to the
-// load, plus a burst of 10 extra attempts.
+// The default is WithBudget(0.1, 20): hedging adds at most 10% to the
+// load, plus a burst of 20 extra attempts.
 func WithBudget(ratio float64, burst int) Option {
 	return func(c *config) { c.ratio, c.burst = ratio, burst }
 }
