@@ -182,15 +182,13 @@ func (c checker) locate(path protoreflect.SourcePath) (protoreflect.SourceLocati
 func (c checker) fieldPath(field string) (protoreflect.SourcePath, int) {
 	var path protoreflect.SourcePath
 	var msg protoreflect.MessageDescriptor
-	rest, ok := strings.CutPrefix(field, serviceOption)
-	switch {
-	case ok && c.svcOpt != nil:
-		path, msg = appendPath(c.svcOpt), (*lbclientv1.ServiceRules)(nil).ProtoReflect().Descriptor()
-	default:
-		if rest, ok = strings.CutPrefix(field, methodOption); !ok || c.methodOpt == nil {
-			return nil, 0
-		}
-		path, msg = appendPath(c.methodOpt), (*lbclientv1.MethodRules)(nil).ProtoReflect().Descriptor()
+	var rest string
+	if r, ok := strings.CutPrefix(field, serviceOption); ok {
+		rest, path, msg = r, appendPath(c.svcOpt), (*lbclientv1.ServiceRules)(nil).ProtoReflect().Descriptor()
+	} else if r, ok := strings.CutPrefix(field, methodOption); ok && c.methodOpt != nil {
+		rest, path, msg = r, appendPath(c.methodOpt), (*lbclientv1.MethodRules)(nil).ProtoReflect().Descriptor()
+	} else {
+		return nil, 0
 	}
 	stop := len(path)
 	for name := range strings.SplitSeq(strings.TrimPrefix(rest, "."), ".") {

@@ -14,6 +14,10 @@
 // Only idempotent methods may be hedged: a call may run on several backends.
 // lbclient's generated code and runtime.Dial build the Interceptor from the
 // rules in the .proto annotations; this package does not import the runtime.
+// On a runtime.Conn, give hedging as rules (runtime.WithMethodRules, with
+// runtime.WithIdempotent for a method whose .proto does not mark it), where
+// Dial checks it and Conn.Stats reports it, rather than passing an
+// Interceptor to runtime.WithUnaryInterceptors, which does neither.
 //
 // # A hedged call
 //
