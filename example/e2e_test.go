@@ -264,3 +264,46 @@ func TestFromConn(t *testing.T) {
 		t.Fatalf("call after closing a client that does not own its connection: %v", err)
 	}
 }
+
+// TestDefaultsTimeoutSparesStreams: the Greeter's defaults set a 2s
+// timeout, for unary and client-streaming calls; a Watch stream, whose
+// replies come for as long as the caller reads, outlives it, while a
+// unary call of the same client is still cut at 2s.
+func TestDefaultsTimeoutSparesStreams(t *testing.T) {
+	if d := greeterv1lbclient.GreeterRules().Defaults.Timeout; d != 2*time.Second {
+		t.Fatalf("the Greeter's defaults have timeout %v; this test is written for 2s", d)
+	}
+	bs := startBackends(t, 1)
+	c := newClient(t, bs)
+	bs[0].SetStreamInterval(800 * time.Millisecond)
+	start := time.Now()
+	stream, err := c.Watch(testCtx(t), &greeterv1.WatchRequest{Name: "ada", Count: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for {
+		_, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Watch stream after %v and %d replies: %v", time.Since(start).Round(time.Millisecond), got, err)
+		}
+		got++
+	}
+	if got != 4 {
+		t.Fatalf("Watch stream ended after %d replies, want 4", got)
+	}
+	if el := time.Since(start); el < 2*time.Second {
+		t.Fatalf("Watch stream took %v, less than the defaults' timeout: the test proves nothing", el)
+	}
+
+	// Upload is client-streaming, with its own 10s; GreetAccount takes the
+	// defaults' 2s.
+	bs[0].SetDelay(10 * time.Second)
+	_, err = c.GreetAccount(testCtx(t), &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: "a"}})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("unary call to a backend taking 10s: %v, want DEADLINE_EXCEEDED from the defaults' 2s", err)
+	}
+}

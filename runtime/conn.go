@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,6 +23,7 @@ import (
 	_ "google.golang.org/grpc/balancer/weightedroundrobin"
 	_ "google.golang.org/grpc/health"
 
+	"github.com/lbclient/lbclient/internal/targets"
 	"github.com/lbclient/lbclient/runtime/hedge"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 	_ "github.com/lbclient/lbclient/runtime/resolver/file"
@@ -40,6 +41,10 @@ type Conn struct {
 	stats      *lbstats.Sink
 	unregister func()
 	hedger     *hedge.Interceptor // nil when no method hedges
+	handshakes *handshakeLog      // nil unless lbclient made the TLS credentials
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Dial returns a connection to target that applies rules (nil means none)
@@ -56,6 +61,9 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 			return nil, err
 		}
 	}
+	if err := o.checkPerRPC(); err != nil {
+		return nil, err
+	}
 	r := effectiveRules(rules, &o)
 	if target == "" {
 		target = r.DefaultTarget
@@ -63,7 +71,7 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	if err := checkTarget(target, r.Service, o.resolvers); err != nil {
 		return nil, err
 	}
-	if err := validateRules(r); err != nil {
+	if err := validateRules(r, o.idempotent); err != nil {
 		return nil, fmt.Errorf("lbclient: rules of %s: %w", cmp.Or(r.Service, "Dial"), err)
 	}
 	logger := cmp.Or(o.logger, slog.Default())
@@ -81,8 +89,15 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 	}
 	c := &Conn{target: target, policy: r.Policy.resolve(), stats: sink, unregister: unregister}
 
+	creds := o.creds
+	if creds == nil { // TLS by default; the hint points plaintext servers to WithInsecure
+		creds = newTLSWithHints(credentials.NewTLS(nil), "the default")
+	}
+	if h, ok := creds.(*tlsWithHints); ok {
+		c.handshakes = h.log
+	}
 	dialOpts := append(o.telemetryDialOptions(),
-		grpc.WithTransportCredentials(cmp.Or(o.creds, credentials.NewTLS(nil))),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(sc),
 		grpc.WithResolvers(connResolvers(o.resolvers, r.DNSRefresh, logger)...),
 		grpc.WithChainStreamInterceptor(markStream),
@@ -99,10 +114,6 @@ func Dial(target string, rules *ServiceRules, opts ...Option) (*Conn, error) {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(p))
 	}
 	unary := slices.Clone(o.unary)
-	if o.creds == nil { // TLS by default: point plaintext servers to WithInsecure
-		unary = append(unary, plaintextHintUnary)
-		dialOpts = append(dialOpts, grpc.WithChainStreamInterceptor(plaintextHintStream))
-	}
 	if hedged := hedgedMethods(r); len(hedged) > 0 {
 		h, err := hedge.New(hedged, append(o.hedgeBudget, hedge.WithMetricsRecorder(sink.Recorder()))...)
 		if err != nil {
@@ -200,8 +211,11 @@ func connResolvers(given []resolver.Builder, interval time.Duration, logger *slo
 }
 
 // checkTarget catches the target mistakes that grpc.NewClient would only
-// report at the first call, or never: an empty target and an unknown scheme
-// (grpc would hand "foo:///x" to DNS as a host name).
+// report at the first call, or never: an empty target, an unknown scheme
+// (grpc would hand "foo:///x" to DNS as a host name), and a target of a
+// built-in scheme whose syntax cannot work (a static list without valid
+// addresses, a DNS name with spaces), checked as the generator checks a
+// default_target.
 func checkTarget(target, service string, extra []resolver.Builder) error {
 	if target == "" {
 		if service != "" {
@@ -209,20 +223,19 @@ func checkTarget(target, service string, extra []resolver.Builder) error {
 		}
 		return errors.New("lbclient: no target")
 	}
-	u, err := url.Parse(target)
-	if err != nil || u.Scheme == "" || !strings.Contains(target, ":/") {
-		// Not a URL: grpc resolves it with DNS ("host:port"), as it does.
-		return nil
-	}
-	if resolver.Get(u.Scheme) != nil {
-		return nil
-	}
+	scheme, explicit := targets.Scheme(target)
 	for _, b := range extra {
-		if b.Scheme() == u.Scheme {
-			return nil
+		if b.Scheme() == scheme {
+			return nil // the caller's resolver reads its targets its own way
 		}
 	}
-	return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, file, and those registered with resolver.Register or WithResolver)", target, u.Scheme)
+	if explicit && resolver.Get(scheme) == nil {
+		return fmt.Errorf("lbclient: target %q: no resolver for scheme %q (known: dns, unix, passthrough, static, file, and those registered with resolver.Register or WithResolver)", target, scheme)
+	}
+	if err := targets.Check(target); err != nil {
+		return fmt.Errorf("lbclient: target %q: %w", target, err)
+	}
+	return nil
 }
 
 // Invoke performs a unary call. It implements grpc.ClientConnInterface.
@@ -253,7 +266,8 @@ func (c *Conn) State() connectivity.State { return c.cc.GetState() }
 // WaitForReady connects, if the connection is idle, and blocks until it is
 // READY or ctx ends. It is the blocking dial of old grpc.Dial, done on a
 // connection that exists: the error says what state the connection was
-// stuck in.
+// stuck in and, when the last TLS handshake failed, how (with the hint to
+// use WithInsecure when the server answered in plaintext).
 func (c *Conn) WaitForReady(ctx context.Context) error {
 	for {
 		s := c.cc.GetState()
@@ -266,6 +280,9 @@ func (c *Conn) WaitForReady(ctx context.Context) error {
 			return fmt.Errorf("lbclient: %s: connection is closed", c.target)
 		}
 		if !c.cc.WaitForStateChange(ctx, s) {
+			if herr := c.handshakes.lastError(); herr != nil && s != connectivity.Ready {
+				return fmt.Errorf("lbclient: %s: not ready (%s): %w; the last TLS handshake failed: %v", c.target, s, ctx.Err(), herr)
+			}
 			return fmt.Errorf("lbclient: %s: not ready (%s): %w", c.target, s, ctx.Err())
 		}
 	}
@@ -339,8 +356,18 @@ func (c *Conn) Stats() Stats {
 }
 
 // Close tears the connection down. Calls under way fail with CANCELED.
+// Close is idempotent, as net/http's closers are: the first call closes and
+// returns what closing returned, and later calls do nothing and return nil,
+// so that a deferred Close after an explicit one reports no error.
 func (c *Conn) Close() error {
-	err := c.cc.Close()
-	c.unregister()
-	return err
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		c.closeErr = c.cc.Close()
+		c.unregister()
+	})
+	if !first {
+		return nil
+	}
+	return c.closeErr
 }

@@ -2,9 +2,13 @@ package runtime_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
 	"github.com/lbclient/lbclient/example/backend"
@@ -147,6 +153,54 @@ func TestSecureByDefault(t *testing.T) {
 	}
 	if bs[0].Calls() != 0 {
 		t.Errorf("the plaintext server answered %d calls over TLS", bs[0].Calls())
+	}
+}
+
+// TestPlaintextHintReachesEveryPath: a TLS connection to a plaintext
+// server names WithInsecure on every path its error takes: a fail-fast
+// call, a wait_for_ready call that ends at its deadline, and
+// Conn.WaitForReady; by default and with WithTLS alike.
+func TestPlaintextHintReachesEveryPath(t *testing.T) {
+	bs := startBackends(t, 1)
+	const hint = "dial with runtime.WithInsecure() for a plaintext server"
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+		how  string
+	}{
+		{"default", nil, "uses TLS (the default)"},
+		{"WithTLS", []runtime.Option{runtime.WithTLS(&tls.Config{ServerName: "greeter.internal"})}, "uses TLS (WithTLS)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := runtime.Dial(bs.Target(), &runtime.ServiceRules{Service: service}, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := greeterv1.NewGreeterClient(conn)
+			wantIn := func(what string, err error, code codes.Code) {
+				t.Helper()
+				if status.Code(err) != code || !strings.Contains(err.Error(), hint) || !strings.Contains(err.Error(), tc.how) || !strings.Contains(err.Error(), bs[0].Addr()) {
+					t.Errorf("%s: %v; want %v naming %s, %q and the hint %q", what, err, code, bs[0].Addr(), tc.how, hint)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = c.SayHello(ctx, &greeterv1.HelloRequest{})
+			wantIn("fail-fast call", err, codes.Unavailable)
+
+			short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err = c.SayHello(short, &greeterv1.HelloRequest{}, grpc.WaitForReady(true))
+			wantIn("wait_for_ready call", err, codes.DeadlineExceeded)
+
+			short, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err = conn.WaitForReady(short)
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), hint) || !strings.Contains(err.Error(), "not ready (TRANSIENT_FAILURE)") {
+				t.Errorf("WaitForReady: %v; want the deadline, the state and the hint %q", err, hint)
+			}
+		})
 	}
 }
 
@@ -306,6 +360,18 @@ func TestDialErrors(t *testing.T) {
 			"lbclient: no target for greeter.v1.Greeter: pass one, or annotate the service with (lbclient.v1.service).default_target"},
 		{"unknown scheme", "nope:///x:1", nil, nil,
 			`lbclient: target "nope:///x:1": no resolver for scheme "nope" (known: dns, unix, passthrough, static, file, and those registered with resolver.Register or WithResolver)`},
+		{"static target without addresses", "static:///", nil, nil,
+			`lbclient: target "static:///": no addresses: write them as static:///host1:port,host2:port`},
+		{"static target without a port", "static:///nohostport", nil, nil,
+			`lbclient: target "static:///nohostport": address "nohostport": want host:port`},
+		{"static target with a bad host", "static:///127.0.0.1:1,not a host:2", nil, nil,
+			`lbclient: target "static:///127.0.0.1:1,not a host:2": address "not a host:2": "not a host" is neither an IP address nor a host name`},
+		{"DNS target with spaces", "not a target", nil, nil,
+			`lbclient: target "not a target": "not a target" is not a valid host name`},
+		{"DNS target ending in a colon", "dns:///greeter.internal:", nil, nil,
+			`lbclient: target "dns:///greeter.internal:": "greeter.internal:" ends with a colon and no port`},
+		{"unix target without a path", "unix://", nil, nil,
+			`lbclient: target "unix://": no socket path: write unix:///absolute/path or unix:relative/path`},
 		{"two credentials", "static:///x:1", nil, []runtime.Option{runtime.WithInsecure(), runtime.WithTLS(nil)},
 			"lbclient: WithTLS conflicts with WithInsecure: choose one transport security option"},
 		{"nil option", "static:///x:1", nil, []runtime.Option{nil}, "lbclient: Dial: nil Option"},
@@ -322,7 +388,16 @@ func TestDialErrors(t *testing.T) {
 		{"hedging a server stream", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/Watch", runtime.MethodRules{Hedging: hedging})},
 			"lbclient: rules of Dial: rules of /greeter.v1.Greeter/Watch: Hedging: hedging is only for unary methods, and greeter.v1.Greeter.Watch is server-streaming"},
 		{"hedging a method not marked idempotent", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/grpc.health.v1.Health/Check", runtime.MethodRules{Hedging: hedging})},
-			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Check: Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of grpc.health.v1.Health.Check is IDEMPOTENCY_UNKNOWN: a hedged call may run on several backends"},
+			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Check: Hedging: hedging needs idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, and that of grpc.health.v1.Health.Check is IDEMPOTENCY_UNKNOWN: a hedged call may run on several backends; " +
+				`if its calls are safe to repeat, vouch for it with runtime.WithIdempotent("/grpc.health.v1.Health/Check")`},
+		{"hedging a stream vouched for", "static:///x:1", nil, []runtime.Option{runtime.WithMethodRules("/grpc.health.v1.Health/Watch", runtime.MethodRules{Hedging: hedging})},
+			"lbclient: rules of Dial: rules of /grpc.health.v1.Health/Watch: Hedging: hedging is only for unary methods, and grpc.health.v1.Health.Watch is server-streaming"},
+		{"vouching for a stream", "static:///x:1", nil, []runtime.Option{runtime.WithIdempotent("/grpc.health.v1.Health/Watch")},
+			"lbclient: WithIdempotent: grpc.health.v1.Health.Watch is server-streaming: only unary methods are hedged, so only they are vouched for"},
+		{"vouching for a method the service lacks", "static:///x:1", nil, []runtime.Option{runtime.WithIdempotent("/grpc.health.v1.Health/Chek")},
+			"lbclient: WithIdempotent: service grpc.health.v1.Health has no method Chek; its descriptor lists Check, List, Watch"},
+		{"vouching for a bad name", "static:///x:1", nil, []runtime.Option{runtime.WithIdempotent("Check")},
+			`lbclient: WithIdempotent: method name "Check" is not of the form "/package.Service/Method"`},
 		{"method the service lacks", "static:///x:1", &runtime.ServiceRules{Service: service}, []runtime.Option{runtime.WithMethodRules("/greeter.v1.Greeter/SayHelo", runtime.MethodRules{Timeout: time.Second})},
 			"lbclient: rules of greeter.v1.Greeter: rules of /greeter.v1.Greeter/SayHelo: service greeter.v1.Greeter has no method SayHelo; its descriptor lists SayHello, GreetAccount, Watch, Upload, Chat"},
 		{"policy", "static:///x:1", nil, []runtime.Option{runtime.WithPolicy(runtime.Policy(99))}, "lbclient: WithPolicy: unknown policy Policy(99)"},
@@ -402,5 +477,213 @@ func TestStreamIsNoLatencySample(t *testing.T) {
 	}
 	if ep.Latency != before {
 		t.Errorf("latency %v after a 300ms stream, %v before: the stream was taken as a sample", ep.Latency, before)
+	}
+}
+
+// TestCloseIsIdempotent: a second Close, such as a deferred one after an
+// explicit one, returns nil, and calls after Close fail with CANCELED.
+func TestCloseIsIdempotent(t *testing.T) {
+	bs := startBackends(t, 1)
+	conn, err := runtime.Dial(bs.Target(), nil, runtime.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	for i := range 2 {
+		if err := conn.Close(); err != nil {
+			t.Errorf("Close number %d: %v, want nil", i+2, err)
+		}
+	}
+	_, err = greeterv1.NewGreeterClient(conn).SayHello(ctxFor(t), &greeterv1.HelloRequest{})
+	if status.Code(err) != codes.Canceled {
+		t.Errorf("call on a closed Conn: %v, want CANCELED", err)
+	}
+}
+
+// tokenCreds are per-RPC credentials that may require transport security.
+type tokenCreds struct{ secure bool }
+
+func (tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer t"}, nil
+}
+func (c tokenCreds) RequireTransportSecurity() bool { return c.secure }
+
+// nilBuilder is a resolver builder type whose nil pointer reaches Dial.
+type nilBuilder struct{ resolver.Builder }
+
+// TestBadOptionArguments: an argument that would panic inside grpc-go, or
+// make every call fail, is a Dial error that names the option.
+func TestBadOptionArguments(t *testing.T) {
+	var unary grpc.UnaryClientInterceptor = func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+		want string
+	}{
+		{"nil dial option", []runtime.Option{runtime.WithDialOptions(grpc.WithUserAgent("x"), nil)},
+			"lbclient: WithDialOptions: option 2 of 2 is nil"},
+		{"nil unary interceptor", []runtime.Option{runtime.WithUnaryInterceptors(unary, nil, unary)},
+			"lbclient: WithUnaryInterceptors: interceptor 2 of 3 is nil"},
+		{"nil stream interceptor", []runtime.Option{runtime.WithStreamInterceptors(nil)},
+			"lbclient: WithStreamInterceptors: interceptor 1 of 1 is nil"},
+		{"nil per-RPC credentials", []runtime.Option{runtime.WithPerRPCCredentials(nil)},
+			"lbclient: WithPerRPCCredentials: nil credentials"},
+		{"nil pointer per-RPC credentials", []runtime.Option{runtime.WithPerRPCCredentials((*tokenCreds)(nil))},
+			"lbclient: WithPerRPCCredentials: nil credentials"},
+		{"nil transport credentials", []runtime.Option{runtime.WithTransportCredentials(nil)},
+			"lbclient: WithTransportCredentials: nil credentials"},
+		{"nil resolver", []runtime.Option{runtime.WithResolver(nil)},
+			"lbclient: WithResolver: nil resolver builder"},
+		{"nil pointer resolver", []runtime.Option{runtime.WithResolver((*nilBuilder)(nil))},
+			"lbclient: WithResolver: nil resolver builder"},
+		{"nil logger", []runtime.Option{runtime.WithLogger(nil)}, "lbclient: WithLogger: nil logger"},
+		{"zero logger", []runtime.Option{runtime.WithLogger(new(slog.Logger))}, "lbclient: WithLogger: nil logger"},
+		{"TLS version", []runtime.Option{runtime.WithTLS(&tls.Config{MinVersion: 0x0305})},
+			"lbclient: WithTLS: MinVersion 0x0305 is not a TLS version: use tls.VersionTLS12 or tls.VersionTLS13"},
+		{"TLS below 1.2", []runtime.Option{runtime.WithTLS(&tls.Config{MaxVersion: tls.VersionTLS11})},
+			"lbclient: WithTLS: MaxVersion is TLS 1.1: gRPC runs on HTTP/2, which needs TLS 1.2 or later"},
+		{"TLS versions crossed", []runtime.Option{runtime.WithTLS(&tls.Config{MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12})},
+			"lbclient: WithTLS: MinVersion TLS 1.3 is above MaxVersion TLS 1.2"},
+		{"TLS server name with port", []runtime.Option{runtime.WithTLS(&tls.Config{ServerName: "greeter.internal:8443"})},
+			`lbclient: WithTLS: ServerName "greeter.internal:8443" is not a host name: name the host alone, without port or scheme, as the server's certificate does`},
+		{"TLS certificate without key", []runtime.Option{runtime.WithTLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{{1}}}}})},
+			"lbclient: WithTLS: Certificates[0] has no private key: load it with tls.LoadX509KeyPair or tls.X509KeyPair"},
+		{"secure per-RPC credentials in plaintext", []runtime.Option{runtime.WithInsecure(), runtime.WithPerRPCCredentials(tokenCreds{}), runtime.WithPerRPCCredentials(tokenCreds{secure: true})},
+			"lbclient: WithPerRPCCredentials: credentials 2 (runtime_test.tokenCreds) require transport security, and WithInsecure dials in plaintext: dial with WithTLS or WithTransportCredentials instead"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := runtime.Dial("static:///127.0.0.1:1", nil, tc.opts...)
+			if err == nil {
+				conn.Close()
+				t.Fatalf("Dial succeeded, want error %q", tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Fatalf("Dial error:\n got %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTLSConfigsThatWork: WithTLS accepts the configs a gRPC handshake can
+// complete with, IP server names and plain ones included.
+func TestTLSConfigsThatWork(t *testing.T) {
+	for _, cfg := range []*tls.Config{nil, {}, {ServerName: "greeter.internal"}, {ServerName: "::1"},
+		{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13}, {InsecureSkipVerify: true}} {
+		conn, err := runtime.Dial("static:///127.0.0.1:1", nil, runtime.WithTLS(cfg))
+		if err != nil {
+			t.Errorf("WithTLS(%+v): %v", cfg, err)
+			continue
+		}
+		conn.Close()
+	}
+}
+
+// slowHealth is a health service whose Check hangs, until the call ends,
+// while hang is set.
+type slowHealth struct {
+	healthpb.UnimplementedHealthServer
+	hang  bool
+	calls atomic.Int64
+}
+
+func (h *slowHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.calls.Add(1)
+	if h.hang {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+// TestWithIdempotentHedgesAnUnmarkedMethod hedges grpc.health.v1.Health's
+// Check, which health.proto does not mark idempotent: with WithIdempotent
+// Dial accepts the rule, and every call whose first attempt goes to the
+// backend that hangs is answered by a hedge to the other.
+func TestWithIdempotentHedgesAnUnmarkedMethod(t *testing.T) {
+	const check = "/grpc.health.v1.Health/Check"
+	var addrs []string
+	servers := []*slowHealth{{hang: true}, {}}
+	for _, h := range servers {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer()
+		healthpb.RegisterHealthServer(s, h)
+		go s.Serve(lis)
+		t.Cleanup(s.Stop)
+		addrs = append(addrs, lis.Addr().String())
+	}
+	rules := runtime.MethodRules{Hedging: &runtime.HedgingPolicy{MaxAttempts: 2, Delay: 20 * time.Millisecond}}
+	if conn, err := runtime.Dial("static:///"+strings.Join(addrs, ","), nil, runtime.WithInsecure(), runtime.WithMethodRules(check, rules)); err == nil {
+		conn.Close()
+		t.Fatal("Dial accepted hedging of a method not marked idempotent, without WithIdempotent")
+	}
+	conn, err := runtime.Dial("static:///"+strings.Join(addrs, ","), nil, runtime.WithInsecure(),
+		runtime.WithPolicy(runtime.RoundRobin), runtime.WithMethodRules(check, rules), runtime.WithIdempotent(check))
+	if err != nil {
+		t.Fatalf("Dial with WithIdempotent: %v", err)
+	}
+	defer conn.Close()
+	waitAllReady(t, conn, 2)
+	client := healthpb.NewHealthClient(conn)
+	const calls = 20
+	for i := range calls {
+		if _, err := client.Check(ctxFor(t), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	st := conn.Stats().Hedging.Methods[check]
+	if st.Calls != calls || st.Hedged == 0 || st.HedgeWins == 0 {
+		t.Errorf("hedging stats of %s: %+v; want %d calls, some hedged and won by the hedge", check, st, calls)
+	}
+	if servers[0].calls.Load() == 0 {
+		t.Errorf("no call reached the hanging backend: the test proves nothing")
+	}
+}
+
+// TestTargetsThatDial: every form of target grpc-go resolves is accepted
+// by Dial's syntax check.
+func TestTargetsThatDial(t *testing.T) {
+	for _, target := range []string{
+		"localhost:50051", "greeter.internal", "dns:///greeter.internal:8443", "dns://8.8.8.8/greeter.internal:443",
+		"dns:///[::1]:443", "127.0.0.1", "::1", "[::1]:50051", ":50051", "greeter.internal:https",
+		"static:///127.0.0.1:1,[::1]:2,localhost:3", "unix:///tmp/lbclient.sock", "unix:relative.sock",
+		"unix-abstract:name", "passthrough:///anything at all",
+	} {
+		conn, err := runtime.Dial(target, nil, runtime.WithInsecure())
+		if err != nil {
+			t.Errorf("Dial(%q): %v", target, err)
+			continue
+		}
+		conn.Close()
+	}
+}
+
+// TestLatencyIsZeroBeforeTheFirstAnswer: EndpointStats.Latency averages
+// the calls an endpoint answered, so a connected endpoint that has had no
+// call shows 0, not its balancer's prior, under every policy.
+func TestLatencyIsZeroBeforeTheFirstAnswer(t *testing.T) {
+	bs := startBackends(t, 2)
+	for _, p := range []runtime.Policy{runtime.RoundRobin, runtime.PeakEWMA, runtime.ConsistentHash} {
+		t.Run(p.String(), func(t *testing.T) {
+			conn, c := dial(t, bs, nil, runtime.WithPolicy(p))
+			waitAllReady(t, conn, len(bs))
+			for _, e := range conn.Endpoints() {
+				if e.Picks != 0 || e.Latency != 0 {
+					t.Errorf("endpoint %s before any call: %d picks, latency %v; want 0 and 0", e.Addr, e.Picks, e.Latency)
+				}
+			}
+			spread(t, ctxFor(t), c, 20)
+			for _, e := range conn.Endpoints() {
+				if e.Picks > 0 && e.Latency <= 0 {
+					t.Errorf("endpoint %s after %d calls: latency %v, want > 0", e.Addr, e.Picks, e.Latency)
+				}
+			}
+		})
 	}
 }

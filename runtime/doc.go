@@ -20,7 +20,10 @@
 //
 // Options win over rules: every annotation has an option of the same
 // meaning. Connections are secure by default: with no credentials option
-// they use TLS with the system's roots; plaintext takes WithInsecure.
+// they use TLS with the system's roots; plaintext takes WithInsecure. When
+// a TLS connection meets a server that answers in plaintext, the errors
+// say so and name WithInsecure: those of calls, fail-fast or
+// wait-for-ready, and that of Conn.WaitForReady.
 //
 // Targets are everything grpc-go resolves ("dns:///host:443", "unix:path",
 // "passthrough:///addr", "xds:///name" once github.com/lbclient/lbclient/runtime/xds

@@ -2,11 +2,8 @@ package runtime
 
 import (
 	"context"
-	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/lbclient/lbclient/runtime/hedge"
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
@@ -53,31 +50,4 @@ func hedgePolicy(hp *HedgingPolicy) hedge.Policy {
 		DelayPercentile: hp.DelayPercentile,
 		NonFatalCodes:   hp.NonFatalCodes,
 	}
-}
-
-// plaintextHint adds a hint to the error of a call that failed because the
-// connection speaks TLS, the default, to a server that speaks plaintext:
-// grpc's own message names the TLS record but not the option to use.
-func plaintextHint(err error, target string) error {
-	s, ok := status.FromError(err)
-	if !ok || s.Code() != codes.Unavailable || !strings.Contains(s.Message(), "first record does not look like a TLS handshake") {
-		return err
-	}
-	return status.Errorf(codes.Unavailable, "%s (lbclient: the connection to %s uses TLS, the default, and the server answered in plaintext: dial with runtime.WithInsecure() for a plaintext server)", s.Message(), target)
-}
-
-func plaintextHintUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
-	if err != nil {
-		err = plaintextHint(err, cc.Target())
-	}
-	return err
-}
-
-func plaintextHintStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	s, err := streamer(ctx, desc, cc, method, opts...)
-	if err != nil {
-		err = plaintextHint(err, cc.Target())
-	}
-	return s, err
 }

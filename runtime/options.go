@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"reflect"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -46,6 +49,7 @@ type options struct {
 	logger        *slog.Logger
 	hedgeBudget   []hedge.Option
 	otel          *opentelemetry.Options // WithMeterProvider, WithOpenTelemetry
+	idempotent    map[string]bool        // methods the caller vouches for, by full name
 }
 
 // WithPolicy sets the load-balancing policy, overriding the annotation's.
@@ -60,7 +64,10 @@ func WithPolicy(p Policy) Option {
 }
 
 // WithDefaultRules replaces the service defaults: the rules of every method
-// that has no rules of its own.
+// that has no rules of its own (no entry in ServiceRules.Methods). Generated
+// rules have an entry for every annotated method, and for every
+// server-streaming and bidi method when the annotations' defaults have a
+// timeout; those methods keep their entries.
 func WithDefaultRules(rules MethodRules) Option {
 	return optionFunc(func(o *options) error {
 		o.defaults = &rules
@@ -75,8 +82,9 @@ func WithDefaultRules(rules MethodRules) Option {
 // Dial checks the rules against the method's descriptor when the binary
 // registers the service's .proto (as the package protoc-gen-go generates
 // does): the method must exist, and hedging needs a unary method with
-// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS. For other services the
-// rules are the caller's word.
+// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS, or one the caller
+// vouches for with WithIdempotent. For other services the rules are the
+// caller's word.
 func WithMethodRules(fullMethod string, rules MethodRules) Option {
 	return optionFunc(func(o *options) error {
 		if _, _, err := splitFullMethod(fullMethod); err != nil {
@@ -86,6 +94,34 @@ func WithMethodRules(fullMethod string, rules MethodRules) Option {
 			o.methods = make(map[string]MethodRules)
 		}
 		o.methods[fullMethod] = rules
+		return nil
+	})
+}
+
+// WithIdempotent vouches that calls of the named methods ("/pkg.Service/Method")
+// are safe to run more than once, as the .proto's
+// idempotency_level = IDEMPOTENT says of a method. Dial then accepts hedging
+// rules (WithMethodRules) for them although their descriptor sets no
+// idempotency_level, as most .proto files that a client consumes do not
+// and the client cannot annotate them. Hedging stays refused for streaming
+// methods.
+//
+// Each name must be a full method name and, when the binary registers the
+// service's descriptor, a unary method of it.
+func WithIdempotent(fullMethods ...string) Option {
+	return optionFunc(func(o *options) error {
+		for _, full := range fullMethods {
+			if _, _, err := splitFullMethod(full); err != nil {
+				return fmt.Errorf("lbclient: WithIdempotent: %w", err)
+			}
+			if err := checkVouched(full); err != nil {
+				return fmt.Errorf("lbclient: WithIdempotent: %w", err)
+			}
+			if o.idempotent == nil {
+				o.idempotent = make(map[string]bool)
+			}
+			o.idempotent[full] = true
+		}
 		return nil
 	})
 }
@@ -140,20 +176,62 @@ func WithInsecure() Option {
 
 // WithTLS dials with TLS configured by cfg; nil means the system's roots and
 // default settings, which is also what Dial does with no credentials option.
+//
+// A config that could never complete a gRPC handshake is a Dial error
+// rather than a failure of every call: versions that are not TLS versions,
+// MinVersion above MaxVersion, a MaxVersion below TLS 1.2 (HTTP/2 needs
+// 1.2 or later, RFC 9113 section 9.2), a ServerName with a port or a
+// scheme, and a certificate without its private key.
 func WithTLS(cfg *tls.Config) Option {
 	return optionFunc(func(o *options) error {
 		if cfg == nil {
 			cfg = &tls.Config{}
 		}
-		return o.setCreds("WithTLS", credentials.NewTLS(cfg))
+		if err := checkTLSConfig(cfg); err != nil {
+			return fmt.Errorf("lbclient: WithTLS: %w", err)
+		}
+		return o.setCreds("WithTLS", newTLSWithHints(credentials.NewTLS(cfg), "WithTLS"))
 	})
+}
+
+// checkTLSConfig reports the first setting of cfg that no handshake with a
+// gRPC server can succeed with.
+func checkTLSConfig(cfg *tls.Config) error {
+	for _, v := range []struct {
+		name    string
+		version uint16
+	}{{"MinVersion", cfg.MinVersion}, {"MaxVersion", cfg.MaxVersion}} {
+		switch v.version {
+		case 0, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13:
+		default:
+			return fmt.Errorf("%s %#04x is not a TLS version: use tls.VersionTLS12 or tls.VersionTLS13", v.name, v.version)
+		}
+	}
+	if cfg.MaxVersion != 0 && cfg.MaxVersion < tls.VersionTLS12 {
+		return fmt.Errorf("MaxVersion is %s: gRPC runs on HTTP/2, which needs TLS 1.2 or later", tls.VersionName(cfg.MaxVersion))
+	}
+	if cfg.MaxVersion != 0 && cfg.MinVersion > cfg.MaxVersion {
+		return fmt.Errorf("MinVersion %s is above MaxVersion %s", tls.VersionName(cfg.MinVersion), tls.VersionName(cfg.MaxVersion))
+	}
+	if name := cfg.ServerName; name != "" && net.ParseIP(name) == nil && strings.ContainsAny(name, ":/ ") {
+		return fmt.Errorf("ServerName %q is not a host name: name the host alone, without port or scheme, as the server's certificate does", name)
+	}
+	for i, c := range cfg.Certificates {
+		if len(c.Certificate) == 0 {
+			return fmt.Errorf("Certificates[%d] holds no certificate", i)
+		}
+		if c.PrivateKey == nil {
+			return fmt.Errorf("Certificates[%d] has no private key: load it with tls.LoadX509KeyPair or tls.X509KeyPair", i)
+		}
+	}
+	return nil
 }
 
 // WithTransportCredentials dials with creds (ALTS, mTLS from a file watcher,
 // xds credentials and the like).
 func WithTransportCredentials(creds credentials.TransportCredentials) Option {
 	return optionFunc(func(o *options) error {
-		if creds == nil {
+		if isNil(creds) {
 			return fmt.Errorf("lbclient: WithTransportCredentials: nil credentials")
 		}
 		return o.setCreds("WithTransportCredentials", creds)
@@ -174,7 +252,7 @@ func (o *options) setCreds(name string, creds credentials.TransportCredentials) 
 // WithPerRPCCredentials attaches creds (tokens, API keys) to every call.
 func WithPerRPCCredentials(creds credentials.PerRPCCredentials) Option {
 	return optionFunc(func(o *options) error {
-		if creds == nil {
+		if isNil(creds) {
 			return fmt.Errorf("lbclient: WithPerRPCCredentials: nil credentials")
 		}
 		o.perRPC = append(o.perRPC, creds)
@@ -182,11 +260,37 @@ func WithPerRPCCredentials(creds credentials.PerRPCCredentials) Option {
 	})
 }
 
+// checkPerRPC refuses per-RPC credentials that need transport security on
+// a plaintext connection, as grpc.NewClient would, but naming lbclient's
+// options rather than grpc's.
+func (o *options) checkPerRPC() error {
+	if o.creds == nil || o.creds.Info().SecurityProtocol != "insecure" {
+		return nil
+	}
+	for i, p := range o.perRPC {
+		if p.RequireTransportSecurity() {
+			return fmt.Errorf("lbclient: WithPerRPCCredentials: credentials %d (%T) require transport security, and %s dials in plaintext: dial with WithTLS or WithTransportCredentials instead", i+1, p, o.credsOption)
+		}
+	}
+	return nil
+}
+
 // WithUnaryInterceptors adds interceptors to unary calls. They run in the
 // order given, outside lbclient's own: they see each call once, not each
 // hedged attempt.
+//
+// Hedging belongs in the rules, not here: give it with WithMethodRules (and
+// WithIdempotent for a method whose .proto does not mark it idempotent), so
+// that Dial checks it and Conn.Stats counts it. A hedge.Interceptor passed
+// here is an interceptor of the caller's like any other: Dial neither
+// checks its policies nor reports its counters.
 func WithUnaryInterceptors(interceptors ...grpc.UnaryClientInterceptor) Option {
 	return optionFunc(func(o *options) error {
+		for i, in := range interceptors {
+			if in == nil {
+				return fmt.Errorf("lbclient: WithUnaryInterceptors: interceptor %d of %d is nil", i+1, len(interceptors))
+			}
+		}
 		o.unary = append(o.unary, interceptors...)
 		return nil
 	})
@@ -196,6 +300,11 @@ func WithUnaryInterceptors(interceptors ...grpc.UnaryClientInterceptor) Option {
 // given.
 func WithStreamInterceptors(interceptors ...grpc.StreamClientInterceptor) Option {
 	return optionFunc(func(o *options) error {
+		for i, in := range interceptors {
+			if in == nil {
+				return fmt.Errorf("lbclient: WithStreamInterceptors: interceptor %d of %d is nil", i+1, len(interceptors))
+			}
+		}
 		o.stream = append(o.stream, interceptors...)
 		return nil
 	})
@@ -205,8 +314,11 @@ func WithStreamInterceptors(interceptors ...grpc.StreamClientInterceptor) Option
 // targets of its scheme.
 func WithResolver(b resolver.Builder) Option {
 	return optionFunc(func(o *options) error {
-		if b == nil {
+		if isNil(b) {
 			return fmt.Errorf("lbclient: WithResolver: nil resolver builder")
+		}
+		if b.Scheme() == "" {
+			return fmt.Errorf("lbclient: WithResolver: the builder's Scheme() is empty: targets name their resolver by scheme")
 		}
 		o.resolvers = append(o.resolvers, b)
 		return nil
@@ -218,6 +330,11 @@ func WithResolver(b resolver.Builder) Option {
 // so they win where the two overlap.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return optionFunc(func(o *options) error {
+		for i, d := range opts {
+			if d == nil {
+				return fmt.Errorf("lbclient: WithDialOptions: option %d of %d is nil", i+1, len(opts))
+			}
+		}
 		o.dialOptions = append(o.dialOptions, opts...)
 		return nil
 	})
@@ -227,7 +344,7 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // config it dials with, plaintext warnings). The default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(o *options) error {
-		if l == nil {
+		if l == nil || l.Handler() == nil {
 			return fmt.Errorf("lbclient: WithLogger: nil logger")
 		}
 		o.logger = l
@@ -237,7 +354,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithHedgingBudget bounds the extra load of hedging with a token bucket:
 // each call of a hedged method earns ratio tokens, up to burst, and each
-// extra attempt spends one. The default, WithHedgingBudget(0.1, 10), keeps
+// extra attempt spends one. The default, WithHedgingBudget(0.1, 20), keeps
 // hedges at or below 10% of calls plus a burst of 20. When the budget is
 // spent, calls go unhedged.
 func WithHedgingBudget(ratio float64, burst int) Option {
@@ -251,4 +368,18 @@ func WithHedgingBudget(ratio float64, burst int) Option {
 		o.hedgeBudget = []hedge.Option{hedge.WithBudget(ratio, burst)}
 		return nil
 	})
+}
+
+// isNil reports whether v is nil, or an interface holding a nil pointer,
+// func, map, channel or slice: a value whose methods would panic on the
+// first call that reaches them.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }

@@ -28,10 +28,14 @@ type ServiceRules struct {
 	// target's backends (WithSubsetSize has the details); at most
 	// MaxSubsetSize.
 	SubsetSize int
-	// Defaults apply to every method that has no entry in Methods. They
-	// cannot hedge: hedging is only for idempotent methods, named one by one
-	// (the generator expands hedging in the defaults of the annotations into
-	// the entries of the idempotent methods).
+	// Defaults apply to every method that has no entry in Methods, streams
+	// included. They cannot hedge: hedging is only for idempotent unary
+	// methods, named one by one in Methods (the generator refuses hedging
+	// in the defaults of the annotations, and Dial refuses it here).
+	// Generated rules give every server-streaming and bidi method an entry
+	// of its own when the annotations' defaults have a timeout, so that
+	// the timeout, meant for calls that end with their request, does not
+	// cut long streams.
 	Defaults MethodRules
 	// Methods holds the rules of the methods that have their own, keyed by
 	// full method name ("/greeter.v1.Greeter/SayHello"). An entry is
@@ -70,13 +74,16 @@ type MethodRules struct {
 type RetryPolicy struct {
 	// MaxAttempts counts every attempt, the first included: 2 to 5.
 	MaxAttempts int
-	// InitialBackoff is the backoff before the first retry; > 0.
+	// InitialBackoff is the backoff before the first retry; > 0 and at
+	// most MaxBackoff, which caps every backoff.
 	InitialBackoff time.Duration
 	// MaxBackoff bounds the backoff; > 0.
 	MaxBackoff time.Duration
-	// BackoffMultiplier grows the backoff after each retry; > 0.
+	// BackoffMultiplier grows the backoff after each retry; a finite
+	// number > 0.
 	BackoffMultiplier float64
 	// RetryableCodes are the status codes that are retried; at least one.
+	// They are a set: a code listed twice counts once.
 	RetryableCodes []codes.Code
 }
 
@@ -91,7 +98,7 @@ type HedgingPolicy struct {
 	// percentile (such as 95) of the method's recent latency.
 	DelayPercentile float64
 	// NonFatalCodes are the status codes that do not end the call: the
-	// other attempts go on.
+	// other attempts go on. A code listed twice counts once.
 	NonFatalCodes []codes.Code
 }
 
@@ -101,6 +108,7 @@ type HedgingPolicy struct {
 type RetryThrottling struct {
 	// MaxTokens is the size of the bucket: 1 to 1000.
 	MaxTokens int
-	// TokenRatio is the tokens regained per successful call; > 0.
+	// TokenRatio is the tokens regained per successful call; a finite
+	// number > 0.
 	TokenRatio float64
 }

@@ -7,15 +7,24 @@
 //
 //	go install github.com/lbclient/lbclient/cmd/protoc-gen-go-lbclient@latest
 //
-// and run it next to protoc-gen-go and protoc-gen-go-grpc:
+// and run it next to protoc-gen-go and protoc-gen-go-grpc, with the lbclient
+// module's proto directory, which holds lbclient/v1/lbclient.proto, on the
+// import path:
 //
-//	protoc -I proto --go_out=gen --go-grpc_out=gen --go-lbclient_out=gen \
+//	protoc -I proto -I "$(go list -m -f '{{.Dir}}' github.com/lbclient/lbclient)/proto" \
+//	    --go_out=gen --go-grpc_out=gen --go-lbclient_out=gen \
 //	    --go-lbclient_opt=paths=source_relative greeter/v1/greeter.proto
 //
-// With buf, in buf.gen.yaml (the templates directory of the lbclient
+// With buf, which reads no file outside its working directory, copy
+// lbclient.proto into the tree (proto/lbclient/v1/lbclient.proto) and leave
+// it out of generation with an input's exclude_paths, as the README's quick
+// start does; in buf.gen.yaml (the templates directory of the lbclient
 // repository holds ready ones for `buf generate --template`):
 //
 //	version: v2
+//	inputs:
+//	  - directory: proto
+//	    exclude_paths: [proto/lbclient]
 //	plugins:
 //	  - local: protoc-gen-go
 //	    out: gen

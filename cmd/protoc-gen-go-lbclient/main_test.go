@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/lbclient/lbclient/internal/generator"
 )
 
@@ -28,12 +30,15 @@ var (
 	binErr  error
 )
 
+// TestMain checks for leaked goroutines once the tests have run, then
+// removes the binaries built for them.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+		os.Exit(code)
+	}))
 }
 
 // binaries builds, once per test binary, this plugin and protoc-gen-go and
@@ -225,4 +230,31 @@ func TestProtoc(t *testing.T) {
 	}
 	write(t, filepath.Join(dir, "shop_test.go"), string(src))
 	run(t, dir, goEnv, "go", "test", "-count=1", ".")
+}
+
+// TestErrorsNameTheLine runs protoc on a file with a bad annotation: the
+// plugin's error names the file, line and column of the option, as
+// protoc's own errors do, and protoc fails with it.
+func TestErrorsNameTheLine(t *testing.T) {
+	requireProtoc(t)
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "bad/v1/bad.proto"), `syntax = "proto3";
+package bad.v1;
+import "lbclient/v1/lbclient.proto";
+option go_package = "example.com/bad/v1;badv1";
+message M {}
+service S {
+  rpc Get(M) returns (M) {
+    option (lbclient.v1.method) = {timeout: "5q"};
+  }
+}
+`)
+	cmd := exec.Command("protoc", "-I", filepath.Join(repoRoot, "proto"), "-I", dir,
+		"--plugin=protoc-gen-go-lbclient="+filepath.Join(binaries(t), "protoc-gen-go-lbclient"),
+		"--go-lbclient_out="+t.TempDir(), "bad/v1/bad.proto")
+	out, err := cmd.CombinedOutput()
+	const want = `bad/v1/bad.proto:8:5: method bad.v1.S.Get: (lbclient.v1.method).timeout: invalid duration "5q"`
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("protoc on a bad annotation: %v\n%s\nwant the error %q", err, out, want)
+	}
 }

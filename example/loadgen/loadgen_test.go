@@ -5,7 +5,11 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRunCountsEveryCall(t *testing.T) {
 	l := Load{Calls: 100, Workers: 4, MaxDuration: time.Minute}

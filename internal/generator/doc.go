@@ -4,7 +4,10 @@
 // lbclient.v1 annotations into rules (the generator's mirror of
 // runtime.ServiceRules), checking every rule and collecting every error of
 // the request, in file, service and method order; when any is found the
-// request fails with all of them joined and no file is written. Only then
+// request fails with all of them joined and no file is written. Each error
+// starts with file:line:column, from the descriptor's source info (the
+// field inside the option when the compiler recorded it, as buf does, else
+// the option statement, else the declaration). Only then
 // are the rules rendered to Go with jennifer, one small function per
 // emitted construct: constants.go (the version handshake and the name
 // constants), rulesfunc.go (the rules literal), client.go (the client type,
@@ -26,9 +29,14 @@
 // A method's (lbclient.v1.method) annotation is merged over the service's
 // defaults field by field: a field set on the method wins (wait_for_ready
 // is optional, so an explicit false wins too), and retry and hedging are
-// one choice, which a method that sets either makes anew. Every annotated
-// method gets its complete, merged entry in ServiceRules.Methods; the
-// others take ServiceRules.Defaults at run time. Hedging is per method
+// one choice, which a method that sets either makes anew. The defaults'
+// timeout is for unary and client-streaming methods only: a
+// server-streaming or bidi call lasts as long as its caller reads, so such
+// a method has a timeout only when its own annotation sets one. Every
+// annotated method gets its complete, merged entry in ServiceRules.Methods,
+// and so does every server-streaming and bidi method when the defaults
+// have a timeout (the defaults without it); the others take
+// ServiceRules.Defaults at run time. Hedging is per method
 // only: in the defaults it is an error, as it is for runtime.Dial. The
 // defaults' hash_key applies to every method with one request message
 // (unary and server-streaming) that has no hash_key of its own, and must

@@ -57,14 +57,6 @@ func TestGenerateNeverPanics(t *testing.T) {
 	}
 }
 
-// FuzzGenerate is the same property for go test -fuzz=FuzzGenerate.
-func FuzzGenerate(f *testing.F) {
-	for _, s := range seedRequests(f) {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in []byte) { generateBytes(t, in) })
-}
-
 // mutate changes a few bytes of b at random: flips, replacements, cuts and
 // duplicated runs.
 func mutate(rng *rand.Rand, b []byte) []byte {

@@ -3,12 +3,14 @@ package generator
 import (
 	"errors"
 	"fmt"
+	"go/token"
 	"path"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 
 	"github.com/dave/jennifer/jen"
+	"golang.org/x/mod/module"
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
@@ -74,6 +76,10 @@ func build(gen *protogen.Plugin, opts Options) ([]*fileModel, error) {
 		if !f.Generate || len(f.Services) == 0 {
 			continue
 		}
+		if err := checkImportPath(f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		fm := newFileModel(f, opts.PackageSuffix)
 		for _, s := range f.Services {
 			fm.services = append(fm.services, buildService(f, s, &errs))
@@ -97,6 +103,36 @@ func build(gen *protogen.Plugin, opts Options) ([]*fileModel, error) {
 		nameServices(newNamer(), byPackage[p])
 	}
 	return files, nil
+}
+
+// checkImportPath refuses a Go import path or package name that Go would
+// not accept, from the file's go_package option or an M option: an import
+// path that is rooted or has "." or ".." elements (protoc-gen-go's
+// paths=import, the default, builds the output file's name from it, so
+// "../x" would make protoc write outside the output directory), or any
+// other malformed one (module.CheckImportPath, the go command's own
+// rules), and a package name that is no Go identifier.
+func checkImportPath(f *protogen.File) error {
+	ip, name := string(f.GoImportPath), string(f.GoPackageName)
+	goPackage := f.Proto.GetOptions().GetGoPackage()
+	from := fmt.Sprintf("go_package %q", goPackage)
+	if gp, _, _ := strings.Cut(goPackage, ";"); gp != ip {
+		from = fmt.Sprintf("the option M%s=%s", f.Desc.Path(), ip)
+	}
+	why := ""
+	if path.IsAbs(ip) {
+		why = "rooted"
+	} else if err := module.CheckImportPath(ip); err != nil {
+		why = strings.TrimPrefix(err.Error(), fmt.Sprintf("malformed import path %q: ", ip))
+	}
+	if why != "" {
+		return fmt.Errorf("%s: %s gives the Go import path %q, which is malformed (%s): generated files could land outside the output directory, and Go could not import them; "+
+			"give the package's full import path, such as %q", f.Desc.Path(), from, ip, why, "example.com/project/gen/greeter/v1;greeterv1")
+	}
+	if !token.IsIdentifier(name) {
+		return fmt.Errorf("%s: %s gives the Go package name %q, which is not a Go identifier", f.Desc.Path(), from, name)
+	}
+	return nil
 }
 
 // newFileModel places the generated file of f: package <name><suffix> in

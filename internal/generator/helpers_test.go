@@ -31,6 +31,10 @@ var repoRoot = func() string {
 	return root
 }()
 
+// fuzzCorpusDir is the folder of testdata where go test -fuzz keeps the
+// inputs that failed: not a case.
+const fuzzCorpusDir = "fuzz"
+
 // A case is a folder of testdata holding .proto files, and optionally
 // params.txt, the plugin parameter.
 type testCase struct {
@@ -47,7 +51,7 @@ func loadCases(t testing.TB) []testCase {
 	}
 	var cases []testCase
 	for _, d := range dirs {
-		if !d.IsDir() {
+		if !d.IsDir() || d.Name() == fuzzCorpusDir {
 			continue
 		}
 		c := testCase{name: d.Name()}
@@ -107,7 +111,7 @@ func buildImage() (*descriptorpb.FileDescriptorSet, error) {
 		return nil, err
 	}
 	for _, d := range dirs {
-		if !d.IsDir() {
+		if !d.IsDir() || d.Name() == fuzzCorpusDir {
 			continue
 		}
 		if err := os.CopyFS(filepath.Join(dir, "cases", d.Name()), os.DirFS(filepath.Join("testdata", d.Name()))); err != nil {

@@ -117,6 +117,13 @@ type methodModel struct {
 	hashKeyPath string
 }
 
+// longLived reports whether m's replies stream (server-streaming and bidi
+// methods): its calls last as long as the caller reads, so the service
+// defaults' timeout is not for them.
+func longLived(m *protogen.Method) bool {
+	return m.Desc.IsStreamingServer()
+}
+
 // isStreaming reports whether m streams in either direction.
 func isStreaming(m *protogen.Method) bool {
 	return m.Desc.IsStreamingClient() || m.Desc.IsStreamingServer()

@@ -3,6 +3,7 @@ package generator
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dave/jennifer/jen"
@@ -61,6 +62,24 @@ func rulesFunc(s *serviceModel) []jen.Code {
 		"rules, which the caller may change. Methods without an entry in Methods "+
 		"take the Defaults.", s.names.Rules, full, s.names.NewClient)).
 		deprecated(serviceDeprecated(s.svc), full)
+	if r.Defaults.Timeout != 0 {
+		var long []string
+		for _, m := range s.methods {
+			if longLived(m.m) {
+				long = append(long, m.m.GoName)
+			}
+		}
+		has, its, entries, leave := "have", "their", "entries", "leave"
+		if len(long) == 1 {
+			has, its, entries, leave = "has", "its", "entry", "leaves"
+		}
+		if len(long) > 0 {
+			d.para(fmt.Sprintf("The Defaults' Timeout applies to unary and client-streaming methods "+
+				"only: %s, whose replies stream for as long as the caller reads them, %s a "+
+				"timeout only when %s own annotation sets one, so %s %s in Methods "+
+				"%s the default one out.", englishList(long), has, its, its, entries, leave))
+		}
+	}
 	return []jen.Code{
 		d.code(),
 		jen.Func().Id(s.names.Rules).Params().Op("*").Add(ident(runtimePackage, "ServiceRules")).Block(
@@ -68,6 +87,14 @@ func rulesFunc(s *serviceModel) []jen.Code {
 		),
 		jen.Line(),
 	}
+}
+
+// englishList joins names as prose does: "A", "A and B", "A, B and C".
+func englishList(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // methodRulesLit renders the body of a runtime.MethodRules literal.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/pluginpb"
 )
@@ -20,12 +21,15 @@ var (
 	binBuilt   = map[string]string{}
 )
 
+// TestMain checks for leaked goroutines once the tests have run, then
+// removes the tools built for them.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+		os.Exit(code)
+	}))
 }
 
 // toolBinary builds a tool of the tools module (tools/go.mod) once per test

@@ -3,7 +3,6 @@ package generator
 import (
 	"fmt"
 	"math"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	lbclientv1 "github.com/lbclient/lbclient/gen/lbclient/v1"
 	"github.com/lbclient/lbclient/internal/rpcdesc"
+	"github.com/lbclient/lbclient/internal/targets"
 )
 
 // This file is the first step of generation: descriptors → rules. It reads
@@ -80,16 +80,135 @@ var policyNames = map[lbclientv1.Policy]string{
 }
 
 // checker collects the errors about one subject: a service or a method of
-// one file. Each error names the file, the subject, the field as the .proto
-// writes it, and the bad value.
+// one file. Each error names the file, with the line and column of the
+// field when the descriptor has source info (as protoc's own errors do),
+// the subject, the field as the .proto writes it, and the bad value.
 type checker struct {
 	file    string // path of the .proto file
 	subject string // "service pkg.Service" or "method pkg.Service.Method"
 	errs    *[]error
+
+	locs      protoreflect.SourceLocations
+	decl      protoreflect.SourcePath // the subject's declaration
+	svcOpt    protoreflect.SourcePath // the service's (lbclient.v1.service) option
+	methodOpt protoreflect.SourcePath // the method's (lbclient.v1.method) option; nil for a service
+}
+
+// The paths of lbclient's options below a service's and a method's: the
+// options field of their descriptor, then the extension's number
+// (descriptor.proto's ServiceDescriptorProto.options is field 3,
+// MethodDescriptorProto.options field 4).
+const (
+	serviceOptionsField = 3
+	methodOptionsField  = 4
+)
+
+// newServiceChecker returns the checker of service s of file.
+func newServiceChecker(file *protogen.File, s *protogen.Service, errs *[]error) checker {
+	return checker{
+		file:    file.Desc.Path(),
+		subject: "service " + string(s.Desc.FullName()),
+		errs:    errs,
+		locs:    file.Desc.SourceLocations(),
+		decl:    s.Location.Path,
+		svcOpt:  appendPath(s.Location.Path, serviceOptionsField, int32(lbclientv1.E_Service.TypeDescriptor().Number())),
+	}
+}
+
+// forMethod returns the checker of method m of the service c checks.
+func (c checker) forMethod(m *protogen.Method) checker {
+	mc := c
+	mc.subject = "method " + string(m.Desc.FullName())
+	mc.decl = m.Location.Path
+	mc.methodOpt = appendPath(m.Location.Path, methodOptionsField, int32(lbclientv1.E_Method.TypeDescriptor().Number()))
+	return mc
+}
+
+func appendPath(p protoreflect.SourcePath, elems ...int32) protoreflect.SourcePath {
+	return append(append(protoreflect.SourcePath(nil), p...), elems...)
 }
 
 func (c checker) errorf(field, format string, args ...any) {
-	*c.errs = append(*c.errs, fmt.Errorf("%s: %s: %s: %s", c.file, c.subject, field, fmt.Sprintf(format, args...)))
+	c.errorAt(field, -1, format, args...)
+}
+
+// errorAt reports an error about element index of the list field; index -1
+// means the field as a whole.
+func (c checker) errorAt(field string, index int, format string, args ...any) {
+	*c.errs = append(*c.errs, fmt.Errorf("%s: %s: %s: %s", c.position(field, index), c.subject, field, fmt.Sprintf(format, args...)))
+}
+
+// position returns "file:line:column" of field (as errorf names it) in the
+// .proto file, 1-based as protoc writes them: the field's own location when
+// the compiler recorded it (buf records every field of an option's value,
+// protoc the option statement), else the nearest enclosing one down to the
+// option statement, else the subject's declaration. Without source info it
+// is the file alone.
+func (c checker) position(field string, index int) string {
+	path, stop := c.fieldPath(field)
+	if path != nil && index >= 0 {
+		path = append(path, int32(index))
+	}
+	for ; path != nil && len(path) >= stop; path = path[:len(path)-1] {
+		if l, ok := c.locate(path); ok {
+			return fmt.Sprintf("%s:%d:%d", c.file, l.StartLine+1, l.StartColumn+1)
+		}
+	}
+	if l, ok := c.locate(c.decl); ok {
+		return fmt.Sprintf("%s:%d:%d", c.file, l.StartLine+1, l.StartColumn+1)
+	}
+	return c.file
+}
+
+// locate returns the location of path or, when the compiler recorded none
+// for it (buf records the scalars inside a message-valued option field,
+// not the field itself), the first location inside it.
+func (c checker) locate(path protoreflect.SourcePath) (protoreflect.SourceLocation, bool) {
+	if l := c.locs.ByPath(path); l.Path != nil {
+		return l, true
+	}
+	var first protoreflect.SourceLocation
+	found := false
+	for i := range c.locs.Len() {
+		l := c.locs.Get(i)
+		if len(l.Path) <= len(path) || !slices.Equal(l.Path[:len(path)], path) {
+			continue
+		}
+		if !found || l.StartLine < first.StartLine || l.StartLine == first.StartLine && l.StartColumn < first.StartColumn {
+			first, found = l, true
+		}
+	}
+	return first, found
+}
+
+// fieldPath returns the source path of field, as errorf names it
+// ("(lbclient.v1.method).retry.max_attempts"), and the length of the path
+// of the option statement that holds it; nil for a field of neither
+// option.
+func (c checker) fieldPath(field string) (protoreflect.SourcePath, int) {
+	var path protoreflect.SourcePath
+	var msg protoreflect.MessageDescriptor
+	var rest string
+	if r, ok := strings.CutPrefix(field, serviceOption); ok {
+		rest, path, msg = r, appendPath(c.svcOpt), (*lbclientv1.ServiceRules)(nil).ProtoReflect().Descriptor()
+	} else if r, ok := strings.CutPrefix(field, methodOption); ok && c.methodOpt != nil {
+		rest, path, msg = r, appendPath(c.methodOpt), (*lbclientv1.MethodRules)(nil).ProtoReflect().Descriptor()
+	} else {
+		return nil, 0
+	}
+	stop := len(path)
+	for name := range strings.SplitSeq(strings.TrimPrefix(rest, "."), ".") {
+		if name == "" || msg == nil {
+			break
+		}
+		fd := msg.Fields().ByName(protoreflect.Name(name))
+		if fd == nil {
+			break
+		}
+		path = append(path, int32(fd.Number()))
+		msg = fd.Message()
+	}
+	return path, stop
 }
 
 // duration parses a duration field; an empty one is 0 unless required.
@@ -130,16 +249,17 @@ func (c checker) dnsRefresh(field, s string) time.Duration {
 	return 0
 }
 
-// codes parses a list of status code names.
+// codes parses a list of status code names. The list is a set, as in grpc's
+// service config: a name given twice is kept once.
 func (c checker) codes(field string, names []string) []string {
 	var out []string
-	for _, name := range names {
+	for i, name := range names {
 		goName, ok := codeNames[name]
 		switch {
 		case !ok:
-			c.errorf(field, "unknown status code %q", name)
+			c.errorAt(field, i, "unknown status code %q", name)
 		case name == "OK":
-			c.errorf(field, "status code %q is not a failure", name)
+			c.errorAt(field, i, "status code %q is not a failure", name)
 		case !slices.Contains(out, goName):
 			out = append(out, goName)
 		}
@@ -180,6 +300,11 @@ func (c checker) methodRules(prefix string, pb *lbclientv1.MethodRules) methodAn
 		}
 		if len(r.GetRetryableCodes()) == 0 {
 			c.errorf(prefix+".retry.retryable_codes", "empty: name at least one status code, such as %q", "UNAVAILABLE")
+		}
+		// grpc-go caps every backoff at max_backoff: an initial_backoff
+		// above it would never be used, the two most likely swapped.
+		if rp := a.rules.Retry; rp.InitialBackoff > 0 && rp.MaxBackoff > 0 && rp.InitialBackoff > rp.MaxBackoff {
+			c.errorf(prefix+".retry.initial_backoff", "%q is greater than max_backoff %q", r.GetInitialBackoff(), r.GetMaxBackoff())
 		}
 	}
 	if h := pb.GetHedging(); h != nil {
@@ -240,22 +365,9 @@ func allDigits(s string) bool {
 	return true
 }
 
-// validTarget reports whether grpc.NewClient would accept target's syntax:
-// it parses target as a URL and, failing that or for a scheme without a
-// resolver, parses "dns:///" + target. Which schemes have resolvers is known
-// only at run time, so only a target that neither parse accepts is invalid.
-func validTarget(target string) bool {
-	if _, err := url.Parse(target); err == nil {
-		return true
-	}
-	_, err := url.Parse("dns:///" + target)
-	return err == nil
-}
-
 // buildService reads and checks the annotations of s and of its methods.
 func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serviceModel {
-	path := file.Desc.Path()
-	sc := checker{file: path, subject: "service " + string(s.Desc.FullName()), errs: errs}
+	sc := newServiceChecker(file, s, errs)
 	model := &serviceModel{svc: s}
 
 	for _, clash := range goNameClashes(s) {
@@ -263,15 +375,24 @@ func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serv
 		for _, m := range clash {
 			names = append(names, strconv.Quote(string(m.Desc.Name())))
 		}
+		// At the declaration of the second of them, the first to rename,
+		// or else of the service.
+		pos := sc.forMethod(clash[1]).position("", -1)
+		if pos == sc.file {
+			pos = sc.position("", -1)
+		}
 		*errs = append(*errs, fmt.Errorf("%s: %s: methods %s all have the Go name %q: rename all but one",
-			path, sc.subject, strings.Join(names, ", "), clash[0].GoName))
+			pos, sc.subject, strings.Join(names, ", "), clash[0].GoName))
 	}
 
 	ann := serviceAnnotation(s)
 	r := &model.rules
 	if t := ann.GetDefaultTarget(); t != "" {
-		if !validTarget(t) {
-			sc.errorf(serviceOption+".default_target", "invalid target %q", t)
+		// As runtime.Dial checks it: the syntax of the schemes grpc-go and
+		// lbclient register (a static list, a DNS name); whether a scheme
+		// has a resolver is known only at run time.
+		if err := targets.Check(t); err != nil {
+			sc.errorf(serviceOption+".default_target", "invalid target %q: %v", t, err)
 		}
 		r.DefaultTarget = t
 	}
@@ -305,19 +426,26 @@ func buildService(file *protogen.File, s *protogen.Service, errs *[]error) *serv
 	}
 
 	for _, m := range s.Methods {
-		model.methods = append(model.methods, buildMethod(path, m, r.Defaults, errs))
+		model.methods = append(model.methods, buildMethod(sc.forMethod(m), m, r.Defaults))
 	}
 	return model
 }
 
 // buildMethod reads and checks the annotation of m and merges it over the
 // service defaults.
-func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]error) *methodModel {
-	mc := checker{file: path, subject: "method " + string(m.Desc.FullName()), errs: errs}
+func buildMethod(mc checker, m *protogen.Method, defaults methodRules) *methodModel {
 	model := &methodModel{m: m}
 	singleRequest := !m.Desc.IsStreamingClient()
 
 	ann, annotated := methodAnnotationOf(m)
+	// The defaults' timeout is for calls that end when their request does:
+	// unary and client-streaming ones. A server-streaming or bidi call
+	// lasts as long as its caller reads, so it takes a timeout from its
+	// own annotation only.
+	cutTimeout := longLived(m) && defaults.Timeout != 0
+	if cutTimeout {
+		defaults.Timeout = 0
+	}
 	var rules methodRules
 	if annotated {
 		a := mc.methodRules(methodOption, ann)
@@ -336,6 +464,11 @@ func buildMethod(path string, m *protogen.Method, defaults methodRules, errs *[]
 		model.rules = &rules
 	} else {
 		rules = defaults
+		if cutTimeout {
+			// Without an entry of its own the method would take the
+			// service's Defaults, timeout included, at run time.
+			model.rules = &rules
+		}
 	}
 
 	// The defaults' hash key applies to every method with one request that

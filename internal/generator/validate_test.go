@@ -2,10 +2,12 @@ package generator
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
@@ -88,13 +90,15 @@ func withHedging(f func(*lbclientv1.HedgingPolicy)) *lbclientv1.MethodRules {
 // TestValidation has one case per validation rule: the base file with one
 // annotation changed must fail with exactly the message given.
 func TestValidation(t *testing.T) {
+	// The annotations the cases add have no source info: each error is at
+	// the declaration of its service or method (line:column in checked.proto).
 	const (
-		svc     = checkedFile + ": service lbtest.validation.v1.Checked: "
-		unary   = checkedFile + ": method lbtest.validation.v1.Checked.Unary: "
-		plain   = checkedFile + ": method lbtest.validation.v1.Checked.Plain: "
-		sstream = checkedFile + ": method lbtest.validation.v1.Checked.ServerStream: "
-		cstream = checkedFile + ": method lbtest.validation.v1.Checked.ClientStream: "
-		bidi    = checkedFile + ": method lbtest.validation.v1.Checked.Bidi: "
+		svc     = checkedFile + ":9:1: service lbtest.validation.v1.Checked: "
+		unary   = checkedFile + ":10:3: method lbtest.validation.v1.Checked.Unary: "
+		plain   = checkedFile + ":13:3: method lbtest.validation.v1.Checked.Plain: "
+		sstream = checkedFile + ":14:3: method lbtest.validation.v1.Checked.ServerStream: "
+		cstream = checkedFile + ":17:3: method lbtest.validation.v1.Checked.ClientStream: "
+		bidi    = checkedFile + ":18:3: method lbtest.validation.v1.Checked.Bidi: "
 	)
 	onUnary := func(r *lbclientv1.MethodRules) func(editor) {
 		return func(e editor) { e.method("Unary", r) }
@@ -137,6 +141,8 @@ func TestValidation(t *testing.T) {
 			unary + `(lbclient.v1.method).retry.retryable_codes: empty: name at least one status code, such as "UNAVAILABLE"`},
 		{"retry initial backoff missing", "", onUnary(withRetry(func(r *lbclientv1.RetryPolicy) { r.InitialBackoff = "" })),
 			unary + `(lbclient.v1.method).retry.initial_backoff: missing: want a duration such as "100ms"`},
+		{"retry initial backoff above max", "", onUnary(withRetry(func(r *lbclientv1.RetryPolicy) { r.InitialBackoff, r.MaxBackoff = "2s", "500ms" })),
+			unary + `(lbclient.v1.method).retry.initial_backoff: "2s" is greater than max_backoff "500ms"`},
 		{"retry max backoff invalid", "", onUnary(withRetry(func(r *lbclientv1.RetryPolicy) { r.MaxBackoff = "1x" })),
 			unary + `(lbclient.v1.method).retry.max_backoff: invalid duration "1x"`},
 		{"retry and hedging", "", onUnary(&lbclientv1.MethodRules{Retry: validRetry(), Hedging: validHedging()}),
@@ -180,9 +186,17 @@ func TestValidation(t *testing.T) {
 		{"policy unknown", "", onService(&lbclientv1.ServiceRules{Policy: 9}),
 			svc + `(lbclient.v1.service).policy: unknown policy "9"`},
 		{"default target invalid", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "dns://%zz/"}),
-			svc + `(lbclient.v1.service).default_target: invalid target "dns://%zz/"`},
+			svc + `(lbclient.v1.service).default_target: invalid target "dns://%zz/": not a URL: parse "dns://%zz/": invalid URL escape "%zz"`},
 		{"default target control character", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "host\n:443"}),
-			svc + `(lbclient.v1.service).default_target: invalid target "host\n:443"`},
+			svc + `(lbclient.v1.service).default_target: invalid target "host\n:443": not a URL: parse "host\n:443": net/url: invalid control character in URL`},
+		{"default target not a host", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "not a target"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "not a target": "not a target" is not a valid host name`},
+		{"default target static without port", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "static:///nohostport"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "static:///nohostport": address "nohostport": want host:port`},
+		{"default target static empty", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "static:///"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "static:///": no addresses: write them as static:///host1:port,host2:port`},
+		{"default target DNS without host", "", onService(&lbclientv1.ServiceRules{DefaultTarget: "dns:///"}),
+			svc + `(lbclient.v1.service).default_target: invalid target "dns:///": no host name: write dns:///host:port`},
 		{"dns refresh invalid", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "30"}),
 			svc + `(lbclient.v1.service).dns_refresh: invalid duration "30"`},
 		{"dns refresh short", "", onService(&lbclientv1.ServiceRules{DnsRefresh: "999ms"}),
@@ -267,6 +281,15 @@ func TestValidationAccepts(t *testing.T) {
 		{"subset size 1", func(e editor) { e.service(&lbclientv1.ServiceRules{SubsetSize: 1}) }},
 		{"subset size 10000", func(e editor) { e.service(&lbclientv1.ServiceRules{SubsetSize: 10000}) }},
 		{"unix target", func(e editor) { e.service(&lbclientv1.ServiceRules{DefaultTarget: "unix:///tmp/sock"}) }},
+		{"static target", func(e editor) {
+			e.service(&lbclientv1.ServiceRules{DefaultTarget: "static:///10.0.0.1:8443,[::1]:8443,greeter-2.internal:8443"})
+		}},
+		{"DNS target with authority", func(e editor) {
+			e.service(&lbclientv1.ServiceRules{DefaultTarget: "dns://8.8.8.8/greeter.internal:8443"})
+		}},
+		{"target of a scheme registered at run time", func(e editor) {
+			e.service(&lbclientv1.ServiceRules{DefaultTarget: "consul:///greeter"})
+		}},
 		{"retry on streams", func(e editor) { e.method("Bidi", &lbclientv1.MethodRules{Retry: validRetry()}) }},
 		{"defaults hash key skips streaming requests", func(e editor) {
 			e.service(&lbclientv1.ServiceRules{Defaults: &lbclientv1.MethodRules{HashKey: "inner.key"}})
@@ -303,5 +326,108 @@ func TestDNSRefreshBoundsMatchTheRuntime(t *testing.T) {
 	}
 	if minDNSRefresh != time.Second || maxDNSRefresh != time.Hour {
 		t.Errorf("the messages say [1s, 1h], the bounds are [%v, %v]", minDNSRefresh, maxDNSRefresh)
+	}
+}
+
+// TestDuplicateCodesCountOnce: status code lists are sets, as in grpc's
+// service config; a code given twice is accepted and generated once.
+func TestDuplicateCodesCountOnce(t *testing.T) {
+	resp := runPlugin(checkedRequest(t, "", func(e editor) {
+		e.method("Unary", withHedging(func(h *lbclientv1.HedgingPolicy) {
+			h.NonFatalCodes = []string{"INTERNAL", "INTERNAL"}
+		}))
+		e.method("Plain", withRetry(func(r *lbclientv1.RetryPolicy) {
+			r.RetryableCodes = []string{"UNAVAILABLE", "ABORTED", "UNAVAILABLE"}
+		}))
+	}))
+	if resp.GetError() != "" {
+		t.Fatalf("duplicate codes refused: %s", resp.GetError())
+	}
+	if len(resp.GetFile()) != 1 {
+		t.Fatalf("got %d files, want 1", len(resp.GetFile()))
+	}
+	for _, want := range []string{
+		"RetryableCodes:    []codes.Code{codes.Unavailable, codes.Aborted},",
+		"NonFatalCodes:   []codes.Code{codes.Internal},",
+	} {
+		if !strings.Contains(resp.GetFile()[0].GetContent(), want) {
+			t.Errorf("generated rules lack %q:\n%s", want, resp.GetFile()[0].GetContent())
+		}
+	}
+}
+
+// TestDefaultsTimeoutSkipsStreamedReplies: the defaults' timeout reaches
+// unary and client-streaming methods; server-streaming and bidi methods
+// get a timeout from their own annotation only, and an entry of their own
+// so that the service defaults do not bring it back at run time.
+func TestDefaultsTimeoutSkipsStreamedReplies(t *testing.T) {
+	req := checkedRequest(t, "", func(e editor) {
+		e.service(&lbclientv1.ServiceRules{Defaults: &lbclientv1.MethodRules{Timeout: "2s", WaitForReady: proto.Bool(true)}})
+		e.method("Plain", &lbclientv1.MethodRules{Retry: validRetry()})
+		e.method("Bidi", &lbclientv1.MethodRules{Timeout: "1m"})
+		e.method("ClientStream", &lbclientv1.MethodRules{WaitForReady: proto.Bool(false)})
+	})
+	gen, err := protogen.Options{}.New(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := build(gen, Options{PackageSuffix: DefaultPackageSuffix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*methodRules{}
+	for _, m := range files[0].services[0].methods {
+		got[m.m.GoName] = m.rules
+	}
+	want := map[string]*methodRules{
+		"Unary":        nil, // takes the Defaults, timeout included
+		"Plain":        {Timeout: 2 * time.Second, WaitForReady: true, Retry: got["Plain"].Retry},
+		"ServerStream": {WaitForReady: true},
+		"ClientStream": {Timeout: 2 * time.Second},
+		"Bidi":         {Timeout: time.Minute, WaitForReady: true},
+	}
+	if got["Plain"] == nil || got["Plain"].Retry == nil {
+		t.Fatalf("Plain's rules %+v lack its retry", got["Plain"])
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("merged rules (-want +got):\n%s", diff)
+	}
+}
+
+// TestImportPathsThatEscape: a go_package or M option whose import path has
+// ".." elements (or is rooted) would make protoc write outside the output
+// directory under paths=import; the plugin refuses it, and any other import
+// path or package name that Go would not accept, and writes nothing.
+func TestImportPathsThatEscape(t *testing.T) {
+	const prefix = checkedFile + ": "
+	for _, tc := range []struct {
+		name, params, goPackage, want string
+	}{
+		{"go_package with ..", "", "../../evil;evil",
+			prefix + `go_package "../../evil;evil" gives the Go import path "../../evil", which is malformed (invalid path element ".."): generated files could land outside the output directory`},
+		{"go_package inside a module with ..", "paths=source_relative", "example.com/lbtest/../../../evil;evil",
+			prefix + `go_package "example.com/lbtest/../../../evil;evil" gives the Go import path "example.com/lbtest/../../../evil", which is malformed (invalid path element "..")`},
+		{"rooted go_package", "", "/etc/evil;evil",
+			prefix + `go_package "/etc/evil;evil" gives the Go import path "/etc/evil", which is malformed (rooted)`},
+		{"M option with ..", "M" + checkedFile + "=example.com/../x;x", "",
+			prefix + `the option M` + checkedFile + `=example.com/../x gives the Go import path "example.com/../x", which is malformed (invalid path element "..")`},
+		{"element with a quote", "", `example.com/"x;x`,
+			prefix + `go_package "example.com/\"x;x" gives the Go import path "example.com/\"x", which is malformed (invalid char '"')`},
+		{"package name no identifier", "", "example.com/x;0",
+			prefix + `go_package "example.com/x;0" gives the Go package name "0", which is not a Go identifier`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := runPlugin(checkedRequest(t, tc.params, func(e editor) {
+				if tc.goPackage != "" {
+					e.file.Options.GoPackage = proto.String(tc.goPackage)
+				}
+			}))
+			if !strings.HasPrefix(resp.GetError(), tc.want) {
+				t.Errorf("error %q, want it to start with %q", resp.GetError(), tc.want)
+			}
+			for _, f := range resp.GetFile() {
+				t.Errorf("file %q generated despite the error", f.GetName())
+			}
+		})
 	}
 }

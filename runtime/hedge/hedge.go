@@ -14,6 +14,10 @@
 // Only idempotent methods may be hedged: a call may run on several backends.
 // lbclient's generated code and runtime.Dial build the Interceptor from the
 // rules in the .proto annotations; this package does not import the runtime.
+// On a runtime.Conn, give hedging as rules (runtime.WithMethodRules, with
+// runtime.WithIdempotent for a method whose .proto does not mark it), where
+// Dial checks it and Conn.Stats reports it, rather than passing an
+// Interceptor to runtime.WithUnaryInterceptors, which does neither.
 //
 // # A hedged call
 //
@@ -155,8 +159,8 @@ func WithMetricsRecorder(rec estats.MetricsRecorder) Option {
 // WithBudget bounds hedging: each call of a hedged method earns ratio
 // tokens, up to burst; each extra attempt spends one. Ratio is 0 to 1000
 // (0 leaves only the first burst extra attempts), burst is 1 to 1000.
-// The default is WithBudget(0.1, 10): hedging adds at most 10% to the
-// load, plus a burst of 10 extra attempts.
+// The default is WithBudget(0.1, 20): hedging adds at most 10% to the
+// load, plus a burst of 20 extra attempts.
 func WithBudget(ratio float64, burst int) Option {
 	return func(c *config) { c.ratio, c.burst = ratio, burst }
 }

@@ -248,7 +248,7 @@ func TestHTMLEscapes(t *testing.T) {
 	srv := httptest.NewServer(lbdebug.Handler())
 	defer srv.Close()
 	f := fleet(t, 1)
-	target := "static:///" + f[0].Addr() + ",<b>x</b>:1"
+	target := "passthrough:///" + f[0].Addr() + "?<b>x</b>"
 	conn, err := runtime.Dial(target, nil, runtime.WithInsecure())
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,11 @@ type ServiceRules struct {
 	// grpc.health.v1.Health service is watched for this service name, and a
 	// backend that is not SERVING gets no calls.
 	HealthCheckService string `protobuf:"bytes,3,opt,name=health_check_service,json=healthCheckService,proto3" json:"health_check_service,omitempty"`
-	// Rules applied to every method that does not override them.
+	// Rules applied to every method that does not override them. Its timeout
+	// applies to unary and client-streaming methods only: server-streaming
+	// and bidi calls last as long as the caller reads, so they have a
+	// timeout only when their own annotation sets one. Hedging is not
+	// allowed here: set it on each idempotent unary method.
 	Defaults *MethodRules `protobuf:"bytes,4,opt,name=defaults,proto3" json:"defaults,omitempty"`
 	// Bounds retries across all calls of a client: gRPC retry throttling.
 	RetryThrottling *RetryThrottling `protobuf:"bytes,5,opt,name=retry_throttling,json=retryThrottling,proto3" json:"retry_throttling,omitempty"`
@@ -321,13 +325,16 @@ type RetryPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Attempts in all, the first included: 2 to 5.
 	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
-	// Backoff before the first retry: "100ms". Greater than zero.
+	// Backoff before the first retry: "100ms". Greater than zero, and at
+	// most max_backoff, which caps every backoff.
 	InitialBackoff string `protobuf:"bytes,2,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
 	// Upper bound of the backoff: "1s". Greater than zero.
 	MaxBackoff string `protobuf:"bytes,3,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
-	// Growth of the backoff after each retry. Greater than zero.
+	// Growth of the backoff after each retry. A finite number greater than
+	// zero.
 	BackoffMultiplier float64 `protobuf:"fixed64,4,opt,name=backoff_multiplier,json=backoffMultiplier,proto3" json:"backoff_multiplier,omitempty"`
-	// Status codes that are retried: "UNAVAILABLE". At least one.
+	// Status codes that are retried: "UNAVAILABLE". At least one; a code
+	// listed twice counts once.
 	RetryableCodes []string `protobuf:"bytes,5,rep,name=retryable_codes,json=retryableCodes,proto3" json:"retryable_codes,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -406,7 +413,8 @@ type HedgingPolicy struct {
 	// Wait before each further attempt: a duration ("50ms") or a percentile
 	// of the method's recent latency ("p95"), so only the slow tail is hedged.
 	Delay string `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
-	// Status codes that do not end the call: the other attempts go on.
+	// Status codes that do not end the call: the other attempts go on. A
+	// code listed twice counts once.
 	NonFatalCodes []string `protobuf:"bytes,3,rep,name=non_fatal_codes,json=nonFatalCodes,proto3" json:"non_fatal_codes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -468,7 +476,7 @@ type RetryThrottling struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Token bucket size: 1 to 1000.
 	MaxTokens uint32 `protobuf:"varint,1,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
-	// Tokens regained per successful call: greater than 0.
+	// Tokens regained per successful call: a finite number greater than 0.
 	TokenRatio    float64 `protobuf:"fixed64,2,opt,name=token_ratio,json=tokenRatio,proto3" json:"token_ratio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -710,19 +710,15 @@ func TestBadTargets(t *testing.T) {
 	}
 }
 
-// TestBadTargetFailsCalls checks that the Build error reaches the caller
-// through a Conn.
-func TestBadTargetFailsCalls(t *testing.T) {
-	conn, err := runtime.Dial("file:eps.json", nil, runtime.WithInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = greeterv1.NewGreeterClient(conn).SayHello(ctx, &greeterv1.HelloRequest{})
-	if want := `file resolver: target "file:eps.json" has no absolute path`; err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("call on a relative file target: error %v, want one containing %q", err, want)
+// TestBadTargetRefusedByDial: a file target without an absolute path is
+// refused by Dial at once, as the generator refuses it as a default_target,
+// rather than failing its first call.
+func TestBadTargetRefusedByDial(t *testing.T) {
+	for _, target := range []string{"file:eps.json", "file://host/eps.json"} {
+		_, err := runtime.Dial(target, nil, runtime.WithInsecure())
+		if want := "file targets take an absolute path and no host"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Dial(%q): error %v, want one containing %q", target, err, want)
+		}
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/experimental/balancer/weight"
 	"google.golang.org/grpc/resolver"
 
-	"github.com/lbclient/lbclient/runtime/resolver/internal/hostport"
+	"github.com/lbclient/lbclient/internal/targets"
 )
 
 // The fields of the file, and of each of its endpoints. Anything else is an
@@ -121,7 +121,7 @@ func parseEndpoint(raw json.RawMessage) (resolver.Endpoint, error) {
 	if err != nil {
 		return resolver.Endpoint{}, fmt.Errorf(`: "address" is %s, want a string "host:port"`, kind(rawAddr))
 	}
-	if err := hostport.Check(addr); err != nil {
+	if err := targets.CheckAddress(addr); err != nil {
 		return resolver.Endpoint{}, fmt.Errorf(": %v", err)
 	}
 	ep := resolver.Endpoint{Addresses: []resolver.Address{{Addr: addr}}}

@@ -9,11 +9,10 @@ package static
 
 import (
 	"fmt"
-	"strings"
 
 	"google.golang.org/grpc/resolver"
 
-	"github.com/lbclient/lbclient/runtime/resolver/internal/hostport"
+	"github.com/lbclient/lbclient/internal/targets"
 )
 
 // Scheme is the target scheme of this resolver.
@@ -45,27 +44,17 @@ func (Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.
 // ParseTarget parses the endpoint part of a static target, a
 // comma-separated list of host:port, into a resolver state with one
 // endpoint per address. An empty list, an empty entry, an address without a
-// port or a duplicate address is an error that names it.
+// valid host or port, or a duplicate address is an error that names it.
+// runtime.Dial checks its targets with the same parser, so that a bad list
+// fails the Dial rather than the first call.
 func ParseTarget(list string) (resolver.State, error) {
-	if strings.TrimSpace(list) == "" {
-		return resolver.State{}, fmt.Errorf("static resolver: no addresses: write them as static:///host1:port,host2:port")
+	addrs, err := targets.SplitStatic(list)
+	if err != nil {
+		return resolver.State{}, fmt.Errorf("static resolver: %w", err)
 	}
-	parts := strings.Split(list, ",")
-	seen := make(map[string]bool, len(parts))
-	eps := make([]resolver.Endpoint, 0, len(parts))
-	for i, p := range parts {
-		addr := strings.TrimSpace(p)
-		if addr == "" {
-			return resolver.State{}, fmt.Errorf("static resolver: address %d of %q is empty", i+1, list)
-		}
-		if err := hostport.Check(addr); err != nil {
-			return resolver.State{}, fmt.Errorf("static resolver: %w", err)
-		}
-		if seen[addr] {
-			return resolver.State{}, fmt.Errorf("static resolver: address %q is listed twice", addr)
-		}
-		seen[addr] = true
-		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: addr}}})
+	eps := make([]resolver.Endpoint, len(addrs))
+	for i, addr := range addrs {
+		eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: addr}}}
 	}
 	return resolver.State{Endpoints: eps}, nil
 }

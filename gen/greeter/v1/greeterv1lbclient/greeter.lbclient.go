@@ -65,6 +65,11 @@ const (
 // give its clients: NewGreeterClient dials with them. Each call returns new
 // rules, which the caller may change. Methods without an entry in Methods take
 // the Defaults.
+//
+// The Defaults' Timeout applies to unary and client-streaming methods only:
+// Watch and Chat, whose replies stream for as long as the caller reads them,
+// have a timeout only when their own annotation sets one, so their entries in
+// Methods leave the default one out.
 func GreeterRules() *runtime.ServiceRules {
 	return &runtime.ServiceRules{
 		Service:            GreeterServiceName,
@@ -104,8 +109,28 @@ func GreeterRules() *runtime.ServiceRules {
 				},
 				HashKey: "account.id",
 			},
+			GreeterWatchFullMethodName: {
+				WaitForReady: true,
+				Retry: &runtime.RetryPolicy{
+					MaxAttempts:       3,
+					InitialBackoff:    20 * time.Millisecond,
+					MaxBackoff:        200 * time.Millisecond,
+					BackoffMultiplier: 2,
+					RetryableCodes:    []codes.Code{codes.Unavailable},
+				},
+			},
 			GreeterUploadFullMethodName: {
 				Timeout:      10 * time.Second,
+				WaitForReady: true,
+				Retry: &runtime.RetryPolicy{
+					MaxAttempts:       3,
+					InitialBackoff:    20 * time.Millisecond,
+					MaxBackoff:        200 * time.Millisecond,
+					BackoffMultiplier: 2,
+					RetryableCodes:    []codes.Code{codes.Unavailable},
+				},
+			},
+			GreeterChatFullMethodName: {
 				WaitForReady: true,
 				Retry: &runtime.RetryPolicy{
 					MaxAttempts:       3,
