@@ -21,6 +21,7 @@ import (
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/internal/testfleet"
 	"github.com/lbclient/lbclient/runtime"
 )
 
@@ -30,15 +31,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var _ greeterv1.GreeterClient = (*greeterv1lbclient.GreeterClient)(nil)
 
 // startBackends serves n Greeters on loopback, stopped when the test ends.
-func startBackends(t *testing.T, n int) backend.Fleet {
-	t.Helper()
-	f, err := backend.StartFleet(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Stop)
-	return f
-}
+func startBackends(t *testing.T, n int) backend.Fleet { return testfleet.Start(t, n) }
 
 func newClient(t *testing.T, bs backend.Fleet, opts ...runtime.Option) *greeterv1lbclient.GreeterClient {
 	t.Helper()

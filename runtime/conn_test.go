@@ -22,6 +22,7 @@ import (
 
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
+	"github.com/lbclient/lbclient/internal/testfleet"
 	"github.com/lbclient/lbclient/runtime"
 )
 
@@ -33,15 +34,7 @@ const (
 )
 
 // startBackends serves n Greeters on loopback, stopped when the test ends.
-func startBackends(t *testing.T, n int) backend.Fleet {
-	t.Helper()
-	f, err := backend.StartFleet(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Stop)
-	return f
-}
+func startBackends(t *testing.T, n int) backend.Fleet { return testfleet.Start(t, n) }
 
 // dial dials the backends in plaintext and closes the connection when the
 // test ends.

@@ -14,10 +14,10 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
+	"github.com/lbclient/lbclient/internal/testfleet"
 	"github.com/lbclient/lbclient/runtime"
 	"github.com/lbclient/lbclient/runtime/lbdebug"
 )
@@ -26,46 +26,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const sayHello = "/greeter.v1.Greeter/SayHello"
 
-func fleet(t *testing.T, n int) backend.Fleet {
-	t.Helper()
-	f, err := backend.StartFleet(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Stop)
-	return f
-}
+func fleet(t *testing.T, n int) backend.Fleet { return testfleet.Start(t, n) }
 
 func dial(t *testing.T, f backend.Fleet, opts ...runtime.Option) (*runtime.Conn, greeterv1.GreeterClient) {
-	t.Helper()
-	conn, err := runtime.Dial(f.Target(), nil, append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := conn.WaitForReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Every endpoint READY, so that the calls spread over all of them
-	// from the first.
-	for {
-		ready := 0
-		for _, e := range conn.Endpoints() {
-			if e.State == connectivity.Ready {
-				ready++
-			}
-		}
-		if ready == len(f) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d endpoints READY: %+v", ready, len(f), conn.Endpoints())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return conn, greeterv1.NewGreeterClient(conn)
+	return testfleet.DialReady(t, f, opts...)
 }
 
 func get(t *testing.T, url string) (int, string) {

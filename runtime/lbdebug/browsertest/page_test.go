@@ -11,10 +11,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc/connectivity"
 
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
+	"github.com/lbclient/lbclient/internal/testfleet"
 	"github.com/lbclient/lbclient/runtime"
 	"github.com/lbclient/lbclient/runtime/lbdebug"
 )
@@ -69,46 +69,10 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
-func fleet(t *testing.T, n int) backend.Fleet {
-	t.Helper()
-	f, err := backend.StartFleet(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Stop)
-	return f
-}
+func fleet(t *testing.T, n int) backend.Fleet { return testfleet.Start(t, n) }
 
 func dial(t *testing.T, f backend.Fleet, opts ...runtime.Option) (*runtime.Conn, greeterv1.GreeterClient) {
-	t.Helper()
-	conn, err := runtime.Dial(f.Target(), nil, append([]runtime.Option{runtime.WithInsecure()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := conn.WaitForReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Every endpoint READY, so that the calls spread over all of them
-	// from the first.
-	for {
-		ready := 0
-		for _, e := range conn.Endpoints() {
-			if e.State == connectivity.Ready {
-				ready++
-			}
-		}
-		if ready == len(f) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d endpoints READY: %+v", ready, len(f), conn.Endpoints())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return conn, greeterv1.NewGreeterClient(conn)
+	return testfleet.DialReady(t, f, opts...)
 }
 
 // shownConn is what the page shows of a connection, read from its DOM.
