@@ -286,6 +286,30 @@ func TestTimeoutFromRules(t *testing.T) {
 	}
 }
 
+// TestDefaultRulesWithoutService: rules that name no service, or none at
+// all, still apply their defaults (to every method), as WithDefaultRules
+// says; they used to be dropped.
+func TestDefaultRulesWithoutService(t *testing.T) {
+	bs := startBackends(t, 1)
+	bs[0].SetDelay(10 * time.Second)
+	defaults := runtime.MethodRules{Timeout: 50 * time.Millisecond, WaitForReady: true}
+	for name, dialIt := range map[string]func() greeterv1.GreeterClient{
+		"rules without a service": func() greeterv1.GreeterClient {
+			_, c := dial(t, bs, &runtime.ServiceRules{Defaults: defaults})
+			return c
+		},
+		"WithDefaultRules and no rules": func() greeterv1.GreeterClient {
+			_, c := dial(t, bs, nil, runtime.WithDefaultRules(defaults))
+			return c
+		},
+	} {
+		_, err := dialIt().SayHello(ctxFor(t), &greeterv1.HelloRequest{})
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("%s: call to a hanging backend with a 50ms default timeout: %v, want DEADLINE_EXCEEDED", name, err)
+		}
+	}
+}
+
 func TestHealthCheckStopsCallsToNotServing(t *testing.T) {
 	bs := startBackends(t, 3)
 	for _, p := range []runtime.Policy{runtime.RoundRobin, runtime.PeakEWMA} {

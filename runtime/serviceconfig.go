@@ -77,10 +77,12 @@ func serviceConfig(r *ServiceRules, statsID string, det *deterministicSubset) (s
 	if t := r.RetryThrottling; t != nil {
 		sc.RetryThrottling = &retryThrottlingJSON{MaxTokens: t.MaxTokens, TokenRatio: t.TokenRatio}
 	}
-	if r.Service != "" {
-		if mc, ok := methodConfig(r.Defaults, methodNameJSON{Service: r.Service}); ok {
-			sc.MethodConfig = append(sc.MethodConfig, mc)
-		}
+	// The defaults apply to the service's methods, or, with no service
+	// named (Dial with rules of its own making, or none and
+	// WithDefaultRules), to every method: grpc's default method config, a
+	// name with neither service nor method (gRFC A2).
+	if mc, ok := methodConfig(r.Defaults, methodNameJSON{Service: r.Service}); ok {
+		sc.MethodConfig = append(sc.MethodConfig, mc)
 	}
 	for _, full := range slices.Sorted(maps.Keys(r.Methods)) {
 		svc, method, err := splitFullMethod(full)

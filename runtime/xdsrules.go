@@ -61,7 +61,8 @@ type callRules struct {
 
 // newCallRules returns the timeouts and wait-for-ready of r, looked up as
 // grpc-go looks up a service config's method configs: a method's own entry,
-// else the service defaults for methods of r.Service. It returns nil when
+// else the defaults for methods of r.Service (of any service when it
+// names none). It returns nil when
 // no method has any.
 func newCallRules(r *ServiceRules) *callRules {
 	rule := func(m MethodRules) callRule {
@@ -78,11 +79,14 @@ func newCallRules(r *ServiceRules) *callRules {
 		cr.methods[full] = c
 		set = set || c != callRule{}
 	}
+	// The defaults cover the methods of r.Service, or every method when it
+	// names none (as in the service config, see serviceConfig).
+	cr.prefix = "/"
 	if r.Service != "" {
 		cr.prefix = "/" + r.Service + "/"
-		cr.defaults = rule(r.Defaults)
-		set = set || cr.defaults != callRule{}
 	}
+	cr.defaults = rule(r.Defaults)
+	set = set || cr.defaults != callRule{}
 	if !set {
 		return nil
 	}
@@ -93,7 +97,7 @@ func (cr *callRules) lookup(method string) callRule {
 	if c, ok := cr.methods[method]; ok {
 		return c
 	}
-	if cr.prefix != "" && strings.HasPrefix(method, cr.prefix) {
+	if strings.HasPrefix(method, cr.prefix) {
 		return cr.defaults
 	}
 	return callRule{}

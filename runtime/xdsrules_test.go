@@ -41,7 +41,13 @@ func TestCallRulesLookup(t *testing.T) {
 	if cr := newCallRules(&ServiceRules{Service: "s", Methods: map[string]MethodRules{"/s/M": {HashKey: "id"}}}); cr != nil {
 		t.Errorf("newCallRules of rules without timeouts or wait-for-ready = %+v, want nil", cr)
 	}
-	if cr := newCallRules(&ServiceRules{Defaults: MethodRules{Timeout: time.Second}}); cr != nil {
-		t.Errorf("newCallRules of defaults without a service = %+v, want nil (grpc applies defaults by service name)", cr)
+	// Defaults without a service cover every method, as grpc's default
+	// method config does.
+	cr = newCallRules(&ServiceRules{Defaults: MethodRules{Timeout: time.Second}})
+	if cr == nil {
+		t.Fatal("newCallRules of defaults without a service = nil, want them for every method")
+	}
+	if got := cr.lookup("/any.v1.Service/Method"); got != (callRule{timeout: time.Second}) {
+		t.Errorf("defaults without a service: lookup = %+v, want the 1s timeout", got)
 	}
 }
