@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	// random_subsetting_experimental, which WithSubsetSize selects.
-	_ "google.golang.org/grpc/balancer/randomsubsetting"
+	"google.golang.org/grpc/balancer/randomsubsetting"
 
 	"github.com/lbclient/lbclient/runtime/balancer/subset"
 )
@@ -13,9 +13,6 @@ import (
 // subset_size annotation: past ten thousand backends per client, a subset
 // no longer saves the connections it is for.
 const MaxSubsetSize = 10000
-
-// grpc-go's name for random subsetting (gRFC A68).
-const randomSubsettingName = "random_subsetting_experimental"
 
 // WithSubsetSize connects the client to n of the target's backends rather
 // than to all of them, overriding the subset_size annotation: grpc-go's
@@ -26,8 +23,8 @@ const randomSubsettingName = "random_subsetting_experimental"
 // the client connects to all.
 //
 // Random subsets load backends unevenly: with 1000 clients of 20 over 100
-// backends, the busiest backend has 1.14× the mean load, 1.22× with
-// subsets of 10 (BENCHMARKS.md, subsetting). WithDeterministicSubset
+// backends, the busiest backend has about 1.14× the mean load, about 1.2×
+// with subsets of 10 (BENCHMARKS.md, subsetting). WithDeterministicSubset
 // balances exactly when each client knows its index.
 func WithSubsetSize(n int) Option {
 	return optionFunc(func(o *options) error {
@@ -80,7 +77,7 @@ func subsetConfig(policy map[string]any, size int, det *deterministicSubset) map
 			"childPolicy": []map[string]any{policy},
 		}}
 	case size > 0:
-		return map[string]any{randomSubsettingName: map[string]any{
+		return map[string]any{randomsubsetting.Name: map[string]any{
 			"subsetSize":  size,
 			"childPolicy": []map[string]any{policy},
 		}}

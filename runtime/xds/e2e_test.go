@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/internal/closedloop"
 	"github.com/lbclient/lbclient/runtime"
 	"github.com/lbclient/lbclient/runtime/balancer/consistenthash"
 	"github.com/lbclient/lbclient/runtime/balancer/peakewma"
@@ -26,48 +26,16 @@ import (
 // workers callers. Half the callers fail fast (grpc.WaitForReady(false)
 // over the rules' wait_for_ready), so that a moment without a usable
 // policy would show as failed calls rather than waits.
-type load struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	calls  atomic.Int64
-	failed atomic.Int64
-	mu     sync.Mutex
-	errs   []error
-}
-
-func startLoad(c *greeterv1lbclient.GreeterClient, workers int) *load {
-	l := &load{stop: make(chan struct{})}
-	for w := range workers {
-		l.wg.Go(func() {
-			for n := 0; ; n++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := c.GreetAccount(ctx, &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: fmt.Sprintf("acct-%d-%d", w, n)}},
-					grpc.WaitForReady(w%2 == 0))
-				cancel()
-				l.calls.Add(1)
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err)
-					}
-					l.mu.Unlock()
-				}
-			}
-		})
-	}
-	return l
-}
-
-func (l *load) end() (calls, failed int64, errs []error) {
-	close(l.stop)
-	l.wg.Wait()
-	return l.calls.Load(), l.failed.Load(), l.errs
+// startLoad runs a closed loop of GreetAccount calls, each for an account
+// of its own, half of the workers waiting for ready and half failing fast.
+func startLoad(c *greeterv1lbclient.GreeterClient, workers int) *closedloop.Load {
+	return closedloop.Start(workers, 2*time.Minute, func(w int, n int64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.GreetAccount(ctx, &greeterv1.GreetAccountRequest{Account: &greeterv1.Account{Id: fmt.Sprintf("acct-%d-%d", w, n)}},
+			grpc.WaitForReady(w%2 == 0))
+		return err
+	})
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
@@ -182,7 +150,7 @@ func TestControlPlaneDrivesPolicyAndWeights(t *testing.T) {
 	ended := false
 	defer func() {
 		if !ended {
-			l.end()
+			l.Stop()
 		}
 	}()
 
@@ -252,7 +220,7 @@ func TestControlPlaneDrivesPolicyAndWeights(t *testing.T) {
 	time.Sleep(time.Second)
 	checkHeavyShare(t, "CONSISTENT_HASH, locality weights 1:3", measure(log, 2*time.Second), 2, 3)
 
-	calls, failed, errs := l.end()
+	calls, failed, errs := l.Stop()
 	ended = true
 	t.Logf("%d calls, %d failed", calls, failed)
 	if failed != 0 {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/internal/closedloop"
 	"github.com/lbclient/lbclient/internal/dnstest"
 	"github.com/lbclient/lbclient/runtime"
 )
@@ -106,7 +108,10 @@ func (s *dnsSource) close()         { s.srv.Close() }
 func (s *dnsSource) set(bs []*backend.Backend) error {
 	var ips []string
 	for _, b := range bs {
-		host := b.Addr()[:len(b.Addr())-len(s.port)-1]
+		host, _, err := net.SplitHostPort(b.Addr())
+		if err != nil {
+			return err
+		}
 		ips = append(ips, host)
 	}
 	s.srv.Set("fleet.test", ips...)
@@ -166,12 +171,7 @@ func RunChange(ctx context.Context, src string, p runtime.Policy, workers int) (
 		return res, err
 	}
 	l := startLoad(c, workers)
-	stopped := false
-	defer func() {
-		if !stopped {
-			l.stop()
-		}
-	}()
+	defer l.Stop()
 	time.Sleep(time.Second)
 
 	added := fleet[3]
@@ -208,8 +208,7 @@ func RunChange(ctx context.Context, src string, p runtime.Policy, workers int) (
 	seen := removed.Calls()
 	time.Sleep(time.Second)
 	res.LateCalls = removed.Calls() - seen
-	res.Calls, res.Failed = l.stop()
-	stopped = true
+	res.Calls, res.Failed, _ = l.Stop()
 	return res, nil
 }
 
@@ -243,40 +242,15 @@ func poll(limit time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// load is a closed loop of SayHello calls until stop.
-type load struct {
-	done          chan struct{}
-	wg            sync.WaitGroup
-	calls, failed atomic.Int64
-}
-
-func startLoad(c *greeterv1lbclient.GreeterClient, workers int) *load {
-	l := &load{done: make(chan struct{})}
-	for range workers {
-		l.wg.Go(func() {
-			for {
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "discovery"})
-				cancel()
-				l.calls.Add(1)
-				if err != nil {
-					l.failed.Add(1)
-				}
-			}
-		})
-	}
-	return l
-}
-
-func (l *load) stop() (calls, failed int64) {
-	close(l.done)
-	l.wg.Wait()
-	return l.calls.Load(), l.failed.Load()
+// startLoad runs a closed loop of SayHello calls, for up to two minutes or
+// until its Stop.
+func startLoad(c *greeterv1lbclient.GreeterClient, workers int) *closedloop.Load {
+	return closedloop.Start(workers, 2*time.Minute, func(int, int64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.SayHello(ctx, &greeterv1.HelloRequest{Name: "discovery"})
+		return err
+	})
 }
 
 // Split is one weighted run: two equal backends of weights 1 and 3 in the

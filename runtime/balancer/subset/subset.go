@@ -26,8 +26,8 @@
 // runtime.WithSubsetSize), which needs no index: each client hashes the
 // endpoints with a seed of its own and keeps the first subsetSize. Its
 // connections and load per backend spread binomially — with 1000 clients
-// of 20 over 100 backends, the busiest backend has 1.14× the mean (1.22×
-// with subsets of 10) — where the aperture's are within one connection of
+// of 20 over 100 backends, the busiest backend has about 1.14× the mean
+// (about 1.2× with subsets of 10; random seeds make each run differ) — where the aperture's are within one connection of
 // the mean and its load is exactly the mean (BENCHMARKS.md, subsetting).
 // The aperture pays on membership changes: every aperture shifts a little
 // when a client or a backend joins (about 180 and 1300 connections of

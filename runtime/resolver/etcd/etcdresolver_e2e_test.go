@@ -44,7 +44,7 @@ func addrs(bs ...*backend.Backend) []string {
 // lets a call picked just before the change reach b.
 //
 // It returns when the removal was seen.
-func checkNoNewCalls(t *testing.T, conn *runtime.Conn, b *backend.Backend, l *load, within time.Duration) time.Time {
+func checkNoNewCalls(t *testing.T, conn *runtime.Conn, b *backend.Backend, l load, within time.Duration) time.Time {
 	t.Helper()
 	took, ok := waitFor(within, func() bool { return !hasEndpoint(conn, b.Addr()) })
 	if !ok {
@@ -52,12 +52,12 @@ func checkNoNewCalls(t *testing.T, conn *runtime.Conn, b *backend.Backend, l *lo
 	}
 	seen := time.Now()
 	time.Sleep(100 * time.Millisecond)
-	before, loadBefore := b.Calls(), l.calls.Load()
+	before, loadBefore := b.Calls(), l.Calls()
 	time.Sleep(time.Second)
 	if got := b.Calls() - before; got != 0 {
 		t.Errorf("%s got %d new calls after its removal was delivered", b.Addr(), got)
 	}
-	if l.calls.Load() == loadBefore {
+	if l.Calls() == loadBefore {
 		t.Errorf("no call was made in the second after %s's removal: the check saw no load", b.Addr())
 	}
 	return seen
@@ -81,8 +81,8 @@ func TestMembership(t *testing.T) {
 			c := dial(t, newClient(t, srv.clientAddr), runtime.WithPolicy(p))
 			waitEndpoints(t, c.Conn(), addrs(bs[:3]...)...)
 			l := startLoad(t, c, 4)
-			if _, ok := waitFor(10*time.Second, func() bool { return l.calls.Load() > 100 }); !ok {
-				t.Fatalf("load made %d calls in 10s", l.calls.Load())
+			if _, ok := waitFor(10*time.Second, func() bool { return l.Calls() > 100 }); !ok {
+				t.Fatalf("load made %d calls in 10s", l.Calls())
 			}
 
 			added := bs[3]

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/lbclient/lbclient/example/backend"
 	greeterv1 "github.com/lbclient/lbclient/gen/greeter/v1"
 	"github.com/lbclient/lbclient/gen/greeter/v1/greeterv1lbclient"
+	"github.com/lbclient/lbclient/internal/closedloop"
 	"github.com/lbclient/lbclient/runtime"
 	etcdresolver "github.com/lbclient/lbclient/runtime/resolver/etcd"
 )
@@ -263,62 +263,26 @@ func hasEndpoint(conn *runtime.Conn, addr string) bool {
 
 // load is a closed loop of SayHello calls from a few workers, each call
 // made as soon as the last returned. It stops by itself after a minute.
-type load struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	calls  atomic.Int64
-	failed atomic.Int64
-	mu     sync.Mutex
-	errs   []error
-}
+// load is a closed loop of SayHello calls that the test stops, or that
+// stops by itself after a minute.
+type load struct{ *closedloop.Load }
 
-func startLoad(t *testing.T, c *greeterv1lbclient.GreeterClient, workers int) *load {
-	l := &load{stop: make(chan struct{})}
-	end := time.Now().Add(time.Minute)
-	for range workers {
-		l.wg.Go(func() {
-			for time.Now().Before(end) {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				_, err := c.SayHello(context.Background(), &greeterv1.HelloRequest{Name: "load"})
-				l.calls.Add(1)
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err)
-					}
-					l.mu.Unlock()
-				}
-			}
-		})
-	}
-	t.Cleanup(l.Stop)
+func startLoad(t *testing.T, c *greeterv1lbclient.GreeterClient, workers int) load {
+	l := load{closedloop.Start(workers, time.Minute, func(int, int64) error {
+		_, err := c.SayHello(context.Background(), &greeterv1.HelloRequest{Name: "load"})
+		return err
+	})}
+	t.Cleanup(func() { l.Stop() })
 	return l
 }
 
-// Stop stops the workers and waits for them.
-func (l *load) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
 // checkNoFailures stops the load and fails the test if any call failed.
-func (l *load) checkNoFailures(t *testing.T) {
+func (l load) checkNoFailures(t *testing.T) {
 	t.Helper()
-	l.Stop()
-	t.Logf("closed loop: %d calls, %d failed", l.calls.Load(), l.failed.Load())
-	if n := l.failed.Load(); n != 0 {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		t.Errorf("%d of %d calls failed, first errors: %v", n, l.calls.Load(), l.errs)
+	calls, failed, errs := l.Stop()
+	t.Logf("closed loop: %d calls, %d failed", calls, failed)
+	if failed != 0 {
+		t.Errorf("%d of %d calls failed, first errors: %v", failed, calls, errs)
 	}
 }
 

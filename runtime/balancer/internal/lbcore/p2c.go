@@ -165,10 +165,9 @@ func (t *Tracker) prefer(chi, chj *Child, now int64, p *Params, r uint64) bool {
 		}
 		return lowerRatePerWeight(ei, ej, chi.Weight, chj.Weight, now)
 	}
-	if chi.cum != 0 {
-		return softChoice(ci, cj, chi.Weight, chj.Weight, r)
-	}
-	return softChoice(ci, cj, 1, 1, r)
+	// Weights are equal in an unweighted set (1, or all alike), and then
+	// leave the odds as they are.
+	return softChoice(ci, cj, chi.Weight, chj.Weight, r)
 }
 
 // softChoice reports whether the endpoint of cost ci and weight wi should
@@ -190,7 +189,7 @@ func (t *Tracker) prefer(chi, chj *Child, now int64, p *Params, r uint64) bool {
 // equal backends just beyond noiseBand of each other for a while, does not
 // pull a weighted split towards an even one: with a serial caller over
 // equal backends of weights 1 and 3, the heavy one took 63% of the calls
-// when the odds ignored weight. Unweighted, wi = wj = 1.
+// when the odds ignored weight. Equal weights change nothing.
 func softChoice(ci, cj float64, wi, wj uint32, r uint64) bool {
 	if ci <= cj {
 		cj /= noiseBand

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/lbclient/lbclient/internal/closedloop"
 	"github.com/lbclient/lbclient/runtime/internal/callinfo"
 	"github.com/lbclient/lbclient/runtime/internal/lbstats"
 )
@@ -403,58 +404,20 @@ func BenchmarkPick(b *testing.B, p balancer.Picker, ctx context.Context) {
 	})
 }
 
-// Load is a closed loop of calls in the background: each worker makes its
-// next call as soon as the previous one ends, until Stop.
-type Load struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	calls  atomic.Int64
-	failed atomic.Int64
-	mu     sync.Mutex
-	errs   []error // the first few failures
-}
-
-// StartLoad starts workers callers on cc; ctx, when not nil, derives each
-// call's context (a hash key, for example) from the worker and call
-// number. Every call has a 10 s deadline.
-func StartLoad(cc grpc.ClientConnInterface, workers int, ctx func(worker int, n int64) context.Context) *Load {
-	l := &Load{stop: make(chan struct{})}
-	for w := range workers {
-		l.wg.Go(func() {
-			for n := int64(0); ; n++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				base := context.Background()
-				if ctx != nil {
-					base = ctx(w, n)
-				}
-				c, cancel := context.WithTimeout(base, 10*time.Second)
-				err := Call(c, cc)
-				cancel()
-				l.calls.Add(1)
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err)
-					}
-					l.mu.Unlock()
-				}
-			}
-		})
-	}
-	return l
-}
-
-// Stop ends the loop, waits for the calls under way, and returns the
-// number of calls made, failed, and the first failures.
-func (l *Load) Stop() (calls, failed int64, errs []error) {
-	close(l.stop)
-	l.wg.Wait()
-	return l.calls.Load(), l.failed.Load(), l.errs
+// StartLoad starts a closed loop of workers callers on cc, for up to a
+// minute or until its Stop; ctx, when not nil, derives each call's context
+// (a hash key, for example) from the worker and call number. Every call
+// has a 10 s deadline.
+func StartLoad(cc grpc.ClientConnInterface, workers int, ctx func(worker int, n int64) context.Context) *closedloop.Load {
+	return closedloop.Start(workers, time.Minute, func(w int, n int64) error {
+		base := context.Background()
+		if ctx != nil {
+			base = ctx(w, n)
+		}
+		c, cancel := context.WithTimeout(base, 10*time.Second)
+		defer cancel()
+		return Call(c, cc)
+	})
 }
 
 // WaitCalls waits until b has handled more than n calls, and returns how

@@ -32,12 +32,7 @@ func Membership(t *testing.T, serviceConfig string, ctx func(worker int, n int64
 	cc, r := DialEndpoints(t, serviceConfig, Endpoints(Addrs(bs[:3])))
 	WaitReady(t, cc)
 	load := StartLoad(cc, 8, ctx)
-	stopped := false
-	defer func() {
-		if !stopped {
-			load.Stop()
-		}
-	}()
+	defer load.Stop()
 	time.Sleep(500 * time.Millisecond)
 
 	r.UpdateState(resolver.State{Endpoints: Endpoints(Addrs(bs))})
@@ -67,7 +62,6 @@ func Membership(t *testing.T, serviceConfig string, ctx func(worker int, n int64
 	seen := gone.Calls.Load()
 	time.Sleep(time.Second)
 	calls, failed, errs := load.Stop()
-	stopped = true
 	if late := gone.Calls.Load() - seen; late != 0 {
 		t.Errorf("removed backend %s got %d calls after its removal was seen", gone.Addr, late)
 	}
